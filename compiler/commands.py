@@ -1,0 +1,153 @@
+"""The compiler's command-line verbs (build.py registers them lazily).
+
+Exit codes: 0 success, 2 bad input (spec, board, arguments: the message says what to fix),
+1 a failure of the tool itself.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .spec import SiteSpec, load_spec
+
+SCHEMA_ID = "https://sitewarden.dev/schema/site-spec.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "site-spec.schema.json"
+
+
+def _boards_or_exit():
+    from .boards import BoardProfileError, load_board_profiles
+
+    try:
+        return load_board_profiles()
+    except BoardProfileError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+
+
+def _load_or_exit(spec_path: str, boards) -> SiteSpec:
+    result = load_spec(spec_path, boards=boards)
+    for w in result.warnings:
+        click.echo(str(w), err=True)
+    if not result.ok:
+        for e in result.errors:
+            click.echo(str(e), err=True)
+        n = len(result.errors)
+        click.echo(f"{spec_path}: {n} error{'s' if n != 1 else ''}", err=True)
+        sys.exit(2)
+    return result.spec
+
+
+def summary(spec: SiteSpec, default_board: str | None = None) -> str:
+    from .devices import device_roles
+
+    zones = len(spec.zone_ids())
+    lines = [
+        f"site {spec.site.name} ({spec.site.timezone}): {len(spec.cameras)} camera{'s' * (len(spec.cameras) != 1)}, "
+        f"{zones} zone{'s' * (zones != 1)}, {len(spec.ppe)} PPE rule{'s' * (len(spec.ppe) != 1)}, "
+        f"{len(spec.actions)} posture rule{'s' * (len(spec.actions) != 1)}, {len(spec.alerts.sinks)} sink{'s' * (len(spec.alerts.sinks) != 1)}"
+    ]
+    for d in device_roles(spec, default_board):
+        lines.append(f"  device {d.id:<16} {d.board or '(board from --board)':<18} {d.describe()}")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-q", "--quiet", is_flag=True, help="Print errors only.")
+def validate(specs: tuple[str, ...], quiet: bool):
+    """Check site specs; print every error as file:line:col: path: message.
+
+    Exits 2 when any spec has an error.
+    """
+    boards = _boards_or_exit()
+    failed = 0
+    for spec_path in specs:
+        result = load_spec(spec_path, boards=boards)
+        for w in result.warnings:
+            click.echo(str(w), err=True)
+        if result.ok:
+            if not quiet:
+                click.echo(f"{spec_path}: ok\n{summary(result.spec)}")
+        else:
+            failed += 1
+            for e in result.errors:
+                click.echo(str(e), err=True)
+            n = len(result.errors)
+            click.echo(f"{spec_path}: {n} error{'s' if n != 1 else ''}", err=True)
+    sys.exit(2 if failed else 0)
+
+
+def json_schema() -> dict:
+    body = SiteSpec.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID, **body}
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+@click.command()
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write here instead of standard output.")
+@click.option("--markdown", is_flag=True, help="Write the Markdown spec reference instead.")
+def schema(output: str | None, markdown: bool):
+    """Write the site spec's JSON Schema (editors: `# yaml-language-server: $schema=...`)."""
+    if markdown:
+        from .spec.reference import markdown as reference
+
+        text = reference()
+    else:
+        text = schema_text()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    out = Path(output)
+    if out.exists() and out.read_text(encoding="utf-8") == text:
+        click.echo(f"{output}: unchanged")
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"{output}: written")
+
+
+@click.command()
+def boards():
+    """List the board profiles: SoC, memory, NPU and whether it hosts the runtime."""
+    from .boards import format_board_table
+
+    click.echo(format_board_table(_boards_or_exit()))
+
+
+@click.command()
+@click.option("--board", "board", required=True, help="Build the images of every device on this board.")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the images (<site>-<device>-<board>.swimg).")
+def build(board: str, spec_path: str, out_dir: str):
+    """Compile SPEC into one signed image per device on BOARD.
+
+    Also reachable as `build.py --board B SPEC -o DIR`.
+    """
+    from .devices import devices_on_board
+    from .spec.checks import did_you_mean
+
+    profiles = _boards_or_exit()
+    if board not in profiles:
+        raise click.BadParameter(f"no board '{board}'{did_you_mean(board, profiles)} (see `build.py boards`)", param_hint="--board")
+    spec = _load_or_exit(spec_path, profiles)
+    devices = devices_on_board(spec, board)
+    if not devices:
+        from .devices import device_roles
+
+        have = sorted({d.board for d in device_roles(spec, board)})
+        click.echo(f"{spec_path}: no device is on board '{board}'; this spec's boards are: {', '.join(have)}", err=True)
+        sys.exit(2)
+    click.echo(summary(spec, board))
+    click.echo(
+        f"planning, quantizing and packing images is not built yet (the image-builder issue); "
+        f"nothing was written to {out_dir}",
+        err=True,
+    )
+    sys.exit(1)
