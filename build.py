@@ -24,8 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("compiler.commands:validate", "Check a site spec; print every error as file:line:col."),
     "schema": ("compiler.commands:schema", "Write the site spec's JSON Schema (for editors)."),
     "boards": ("compiler.commands:boards", "List the board profiles."),
+    "docs": ("compiler.commands:docs", "Regenerate the JSON Schema, the spec reference and the README's board table."),
     "build": ("compiler.commands:build", "Compile a spec into one signed image per device on a board."),
     "sim": ("sim.cli:sim", "Render a synthetic scene with ground truth."),
+    "distill": ("distill.cli:distill", "Train students from teachers; export ONNX and model cards."),
 }
 
 

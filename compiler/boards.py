@@ -321,8 +321,9 @@ def load_board_profile(path: Path) -> BoardProfile:
         raise BoardProfileError(f"{name}: expected a mapping of board fields at the top level")
     missing = unsourced_numbers(data)
     if missing:
-        raise BoardProfileError("\n".join(f"{name}: {p}: number without a source (put it in a "
-                                          f"{{value, unit, source}} figure)" for p in missing))
+        raise BoardProfileError("\n".join(f"{name}: {p}: number without a source (every number needs a "
+                                          f"non-empty `source` beside it, e.g. {{value, unit, source}})"
+                                          for p in missing))
     try:
         profile = BoardProfile.model_validate(data)
     except ValidationError as exc:

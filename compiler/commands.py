@@ -151,3 +151,37 @@ def build(board: str, spec_path: str, out_dir: str):
         err=True,
     )
     sys.exit(1)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "spec-reference.md"
+_BOARDS_START, _BOARDS_END = "<!-- boards:start -->", "<!-- boards:end -->"
+
+
+def generated_docs() -> dict[Path, str]:
+    """Every generated file and its current content (the JSON Schema, the spec reference, the README's board table)."""
+    from .boards import format_board_table, load_board_profiles
+    from .spec.reference import markdown
+
+    readme = README.read_text(encoding="utf-8")
+    head, rest = readme.split(_BOARDS_START, 1)
+    _, tail = rest.split(_BOARDS_END, 1)
+    table = format_board_table(load_board_profiles())
+    readme = f"{head}{_BOARDS_START}\n```text\n{table.rstrip()}\n```\n{_BOARDS_END}{tail}"
+    return {SCHEMA_FILE: schema_text(), REFERENCE: markdown(), README: readme}
+
+
+@click.command()
+@click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
+def docs(check: bool):
+    """Regenerate the JSON Schema, docs/spec-reference.md and the README's board table."""
+    stale = []
+    for path, text in generated_docs().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current != text:
+            stale.append(path)
+            if not check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+        click.echo(f"{path.relative_to(README.parent)}: {'stale' if current != text and check else 'written' if current != text else 'unchanged'}")
+    sys.exit(1 if check and stale else 0)

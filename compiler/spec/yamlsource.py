@@ -64,6 +64,19 @@ def display(path: Path) -> str:
 class _Loader(yaml.SafeLoader):
     """SafeLoader that keeps unknown tags as plain nodes (we resolve our three ourselves)."""
 
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.merged: dict[int, int] = {}  # id(mapping node) -> how many of its pairs came from `<<:` merges
+
+    def flatten_mapping(self, node):
+        """PyYAML's flattening (merged pairs first, then the node's own), remembering how many were merged
+        so that the node's own keys may override merged ones without counting as duplicates."""
+        if id(node) in self.merged:
+            return
+        own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+        super().flatten_mapping(node)
+        self.merged[id(node)] = len(node.value) - own
+
 
 def _compose(text: str, name: str):
     loader = _Loader(text)
@@ -103,6 +116,12 @@ class _Builder:
         self.doc.files.append(path)
         try:
             loader, node = _compose(text, shown)
+        except yaml.reader.ReaderError as e:
+            pos = max(0, min(e.position, len(text)))
+            line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+            char = f"#x{e.character:04x}" if isinstance(e.character, int) else repr(e.character)
+            self.problem(Mark(shown, line, col), f"YAML does not allow the character {char} here; remove it", shown)
+            return None
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             what = e.problem or "syntax error"
@@ -111,6 +130,9 @@ class _Builder:
             return None
         except yaml.YAMLError as e:
             self.problem(Mark(shown, 1, 1), f"YAML error: {e}", shown)
+            return None
+        except RecursionError:
+            self.problem(Mark(shown, 1, 1), "nesting too deep to read; flatten the brackets", shown)
             return None
         if node is None:
             return None
@@ -132,27 +154,32 @@ class _Builder:
             except yaml.MarkedYAMLError as e:
                 self.problem(Mark.of(e.problem_mark, shown) if e.problem_mark else mark, f"YAML merge error: {e.problem}", shown)
                 return None
-            out: dict[Any, Any] = {}
-            first_seen: dict[Any, Mark] = {}
-            for key_node, value_node in node.value:
+            merged = loader.merged.get(id(node), 0)
+            chosen: dict[Any, tuple[int, Mark, Any]] = {}  # key -> (index, key mark, value node)
+            for index, (key_node, value_node) in enumerate(node.value):
                 key_mark = Mark.of(key_node, shown)
                 if not isinstance(key_node, yaml.ScalarNode):
                     self.problem(key_mark, "a key must be a plain value, not a list or mapping", shown)
                     continue
-                key = loader.construct_object(key_node)
                 try:
+                    key = loader.construct_object(key_node)
                     hash(key)
+                except (yaml.YAMLError, ValueError) as e:
+                    self.problem(key_mark, f"cannot read this key: {getattr(e, 'problem', None) or e}", shown)
+                    continue
                 except TypeError:
                     self.problem(key_mark, "this key cannot be used as a mapping key", shown)
                     continue
-                if key in first_seen:
+                if key in chosen and chosen[key][0] >= merged:  # both written here: a real duplicate
                     self.problem(
                         key_mark,
-                        f"key '{key}' appears twice in this mapping (first at line {first_seen[key].line}); keep one",
+                        f"key '{key}' appears twice in this mapping (first at line {chosen[key][1].line}); keep one",
                         shown,
                     )
                     continue
-                first_seen[key] = key_mark
+                chosen[key] = (index, key_mark, value_node)  # a key written here overrides a merged one
+            out: dict[Any, Any] = {}
+            for key, (_, key_mark, value_node) in chosen.items():
                 self.doc.keys[(*at, key)] = key_mark
                 out[key] = self.build(value_node, loader, path, (*at, key), stack, depth + 1)
             return out
@@ -160,8 +187,8 @@ class _Builder:
             return [self.build(n, loader, path, (*at, i), stack, depth + 1) for i, n in enumerate(node.value)]
         try:
             return loader.construct_object(node)
-        except yaml.YAMLError as e:
-            self.problem(mark, f"cannot read this value: {getattr(e, 'problem', e)}", shown)
+        except (yaml.YAMLError, ValueError) as e:  # ValueError: e.g. an integer of more than 4300 digits
+            self.problem(mark, f"cannot read this value: {getattr(e, 'problem', None) or e}", shown)
             return None
 
     def tagged(self, node, loader, path: Path, at: Path_, stack, mark: Mark) -> Any:
@@ -192,7 +219,11 @@ class _Builder:
             name, default, has_default = str(node.value).strip(), None, False
         elif isinstance(node, yaml.SequenceNode) and len(node.value) == 2 and isinstance(node.value[0], yaml.ScalarNode):
             name = str(node.value[0].value).strip()
-            default, has_default = loader.construct_object(node.value[1], deep=True), True
+            try:
+                default, has_default = loader.construct_object(node.value[1], deep=True), True
+            except (yaml.YAMLError, ValueError) as e:
+                self.problem(mark, f"cannot read the default of !env: {getattr(e, 'problem', None) or e}", shown)
+                return None
         else:
             self.problem(mark, "!env takes a name, or [NAME, default], e.g. `!env [VMS_TOKEN, dev-token]`", shown)
             return None
