@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("compiler.commands:boards", "List the board profiles."),
     "docs": ("compiler.commands:docs", "Regenerate the JSON Schema, the spec reference and the README's board table."),
     "build": ("compiler.commands:build", "Compile a spec into one signed image per device on a board."),
+    "keys": ("compiler.imagecli:keys", "Make the Ed25519 signing key pair."),
+    "verify": ("compiler.imagecli:verify", "Check an image's signature, hashes, layout and board."),
+    "inspect": ("compiler.imagecli:inspect", "Show an image's manifest and plan (unverified)."),
     "sim": ("sim.cli:sim", "Render a synthetic scene with ground truth."),
     "distill": ("distill.cli:distill", "Train students from teachers; export ONNX and model cards."),
 }
