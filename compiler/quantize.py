@@ -1,0 +1,123 @@
+"""Static INT8 quantization (QDQ, per-channel) and the accuracy gate that guards it.
+
+Format chosen for this project (fast on onnxruntime's CPU provider and accepted by NPU
+toolchains that take QDQ ONNX): QUInt8 activations, QInt8 per-channel weights, MinMax calibration
+on frames that match the site. The gate compares FP32 and INT8 on held-out inputs of the same
+kind and refuses (or keeps a higher-precision tier) past a threshold.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+class QuantizeError(RuntimeError):
+    """Quantization failed or the result did not pass the accuracy gate."""
+
+
+def session(path: str | Path | bytes, threads: int = 1) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over a list of input dicts."""
+
+    def __init__(self, samples: Sequence[dict[str, np.ndarray]]):
+        self._it = iter(samples)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - not used by MinMax
+        pass
+
+
+def quantize_int8(fp32: str | Path, out: str | Path, calibration: Sequence[dict[str, np.ndarray]],
+                  exclude_ops: Iterable[str] = ()) -> Path:
+    """Write a static QDQ INT8 copy of `fp32` to `out`, calibrated on `calibration` (input dicts)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise QuantizeError("no calibration samples: quantization needs frames that match the site")
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+        except Exception:  # symbolic shape inference fails on some graphs; the plain optimiser still helps
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        model = onnx.load(str(pre))
+        nodes_excluded = [n.name for n in model.graph.node if n.op_type in set(exclude_ops)]
+        try:
+            quantize_static(
+                str(pre), str(out), _Reader(list(calibration)),
+                quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=nodes_excluded or None,
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            )
+        except Exception as e:
+            raise QuantizeError(f"quantizing {fp32} failed: {type(e).__name__}: {e}") from None
+    return out
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    metric: str
+    value: float
+    threshold: float
+    detail: str
+
+    def __str__(self) -> str:
+        verdict = "pass" if self.passed else "REFUSED"
+        return f"{verdict}: {self.metric} {self.value:.4f} (threshold {self.threshold:g}); {self.detail}"
+
+
+def output_agreement(fp32: ort.InferenceSession, int8: ort.InferenceSession,
+                     samples: Sequence[dict[str, np.ndarray]]) -> tuple[float, float]:
+    """(worst cosine similarity, worst relative L2 error) over every output and sample."""
+    worst_cos, worst_rel = 1.0, 0.0
+    for feed in samples:
+        for a, b in zip(fp32.run(None, feed), int8.run(None, feed)):
+            a = np.asarray(a, dtype=np.float64).ravel()
+            b = np.asarray(b, dtype=np.float64).ravel()
+            na, nb = np.linalg.norm(a), np.linalg.norm(b)
+            cos = 1.0 if na == nb == 0 else float(a @ b / max(na * nb, 1e-12))
+            rel = float(np.linalg.norm(a - b) / max(na, 1e-12))
+            worst_cos, worst_rel = min(worst_cos, cos), max(worst_rel, rel)
+    return worst_cos, worst_rel
+
+
+# A task gate scores an FP32 and an INT8 session on held-out samples: returns (metric name, fp32 score, int8 score).
+TaskGate = Callable[[ort.InferenceSession, ort.InferenceSession, Sequence[dict[str, np.ndarray]]], tuple[str, float, float]]
+
+MIN_COSINE = 0.98
+MAX_TASK_DROP = 0.01  # at most one point of the task's own metric
+
+
+def accuracy_gate(fp32_path: str | Path, int8_path: str | Path, holdout: Sequence[dict[str, np.ndarray]],
+                  task_gate: TaskGate | None = None, min_cosine: float = MIN_COSINE,
+                  max_drop: float = MAX_TASK_DROP) -> GateResult:
+    """Compare FP32 and INT8 on held-out inputs. With a task gate (detections matched by IoU,
+    keypoint error...), the task metric decides; otherwise raw-output cosine similarity."""
+    a, b = session(fp32_path), session(int8_path)
+    cos, rel = output_agreement(a, b, holdout)
+    if task_gate is None:
+        return GateResult(cos >= min_cosine, "output cosine", cos, min_cosine, f"worst relative L2 error {rel:.3f} over {len(holdout)} samples")
+    name, s32, s8 = task_gate(a, b, holdout)
+    drop = s32 - s8
+    return GateResult(drop <= max_drop, f"{name} drop", drop, max_drop,
+                      f"FP32 {s32:.4f}, INT8 {s8:.4f}; output cosine {cos:.4f} over {len(holdout)} samples")
