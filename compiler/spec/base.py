@@ -14,7 +14,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 Id = Annotated[
@@ -49,13 +49,6 @@ Point2 = Annotated[
 ]
 
 
-def _finite_positive(v: float) -> float:
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ValueError("must be a finite number")
-    return v
-
-
-Seconds = Annotated[float, Field(ge=0, le=86400), AfterValidator(_finite_positive)]
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")

@@ -19,7 +19,7 @@ Issue = tuple[Loc, str]
 
 
 def did_you_mean(word: str, choices) -> str:
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.7)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

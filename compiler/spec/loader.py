@@ -136,7 +136,7 @@ def _message(err: dict, doc: YamlDocument, path: tuple) -> str:
         parent_models = _models_at(err["loc"][:-1])
         names = _field_names(parent_models)
         key = path[-1] if path else err["loc"][-1]
-        close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(key), names, n=1, cutoff=0.7)
         hint = f"; did you mean '{close[0]}'?" if close else (f" (allowed: {', '.join(names)})" if names else "")
         return f"unknown key '{key}'{hint}"
     if kind == "missing":
@@ -147,7 +147,7 @@ def _message(err: dict, doc: YamlDocument, path: tuple) -> str:
     if kind in ("literal_error", "enum") and "expected" in err.get("ctx", {}):
         given = err.get("input")
         options = [o.strip().strip("'") for o in str(err["ctx"]["expected"]).replace(" or ", ", ").split(",")]
-        close = difflib.get_close_matches(str(given), options, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(str(given), options, n=1, cutoff=0.7)
         msg = f"'{given}' is not one of {err['ctx']['expected']}" + (f"; did you mean '{close[0]}'?" if close else "")
     return msg
 

@@ -11,7 +11,7 @@ from .base import Id, Posture, PPEItem, Severity, SpecModel
 def _where(v):
     """`everywhere`, or a list of zone ids; a lone string that is neither gets a precise message."""
     if isinstance(v, str) and v != "everywhere":
-        close = difflib.get_close_matches(v, ["everywhere"], n=1, cutoff=0.6)
+        close = difflib.get_close_matches(v, ["everywhere"], n=1, cutoff=0.7)
         if close:
             raise ValueError(f"'{v}' is not `everywhere`; did you mean 'everywhere'?")
         raise ValueError(f"write a list of zone ids, e.g. [{v}], or `everywhere`")

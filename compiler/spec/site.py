@@ -30,7 +30,7 @@ class Site(SpecModel):
     def _known_timezone(cls, v: str) -> str:
         if v in _timezones():
             return v
-        close = difflib.get_close_matches(v, sorted(_timezones()), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(v, sorted(_timezones()), n=1, cutoff=0.7)
         hint = f"; did you mean '{close[0]}'?" if close else "; use an IANA name such as Europe/Berlin"
         raise ValueError(f"unknown time zone '{v}'{hint}")
 

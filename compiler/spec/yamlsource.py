@@ -18,6 +18,10 @@ Path_ = tuple[Any, ...]
 TAGS = ("!include", "!secret", "!env")
 SECRETS_FILE = "secrets.yaml"
 SECRETS_EXAMPLE = "secrets.example.yaml"
+MAX_NODES = 200_000  # a spec is a few thousand values; this stops alias bombs ("billion laughs")
+_STANDARD_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge", "binary")
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ def _compose(text: str, name: str):
 class _Builder:
     def __init__(self, root: Path):
         self.doc = YamlDocument()
+        self.nodes = 0
         self.secrets: dict[Path, dict | None] = {}
         self.root_dir = root.parent
 
@@ -146,8 +151,16 @@ class _Builder:
         if depth > 64:
             self.problem(mark, "nesting deeper than 64 levels (a recursive alias?)", shown)
             return None
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            if self.nodes == MAX_NODES + 1:
+                self.problem(mark, f"the spec expands to more than {MAX_NODES} values (aliases nested in aliases?)", shown)
+            return None
         if node.tag in TAGS or (node.tag.startswith("!") and not node.tag.startswith("!!")):
             return self.tagged(node, loader, path, at, stack, mark)
+        if node.tag not in _STANDARD_TAGS:
+            self.problem(mark, f"tag {node.tag} is not allowed in a spec; the tags are {', '.join(TAGS)}", shown)
+            return None
         if isinstance(node, yaml.MappingNode):
             try:
                 loader.flatten_mapping(node)
