@@ -1,1 +1,2 @@
 """spec + board + zoo -> image."""
+__version__ = "0.1.0"

@@ -120,37 +120,92 @@ def boards():
     click.echo(format_board_table(_boards_or_exit()))
 
 
+def _board_or_exit(board: str, profiles):
+    from .spec.checks import did_you_mean
+
+    if board not in profiles:
+        raise click.BadParameter(f"no board '{board}'{did_you_mean(board, profiles)} (see `build.py boards`)", param_hint="--board")
+    return profiles[board]
+
+
 @click.command()
 @click.option("--board", "board", required=True, help="Build the images of every device on this board.")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", "out_dir", default="out", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the images (<site>-<device>-<board>.swimg).")
-def build(board: str, spec_path: str, out_dir: str):
+@click.option("--key", "key_path", default=None, type=click.Path(dir_okay=False),
+              help="Ed25519 private key (default $SITEWARDEN_SIGNING_KEY, then keys/signing.key.pem).")
+@click.option("--image-version", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Monotonic image version; devices refuse images older than the one they run.")
+def build(board: str, spec_path: str, out_dir: str, key_path: str | None, image_version: int):
     """Compile SPEC into one signed image per device on BOARD.
 
     Also reachable as `build.py --board B SPEC -o DIR`.
     """
-    from .devices import devices_on_board
-    from .spec.checks import did_you_mean
+    from .builder import BuildError, build_images
+    from .keys import KeyError_
+    from .planner import PlanError
 
     profiles = _boards_or_exit()
-    if board not in profiles:
-        raise click.BadParameter(f"no board '{board}'{did_you_mean(board, profiles)} (see `build.py boards`)", param_hint="--board")
+    profile = _board_or_exit(board, profiles)
+    result = load_spec(spec_path, boards=profiles)
     spec = _load_or_exit(spec_path, profiles)
+    try:
+        built = build_images(spec, Path(spec_path), result.document.files, profile, Path(out_dir), key_path=key_path,
+                             image_version=image_version, progress=lambda m: click.echo(m, err=True))
+    except (BuildError, PlanError, KeyError_) as e:
+        click.echo(f"{spec_path}: {e}", err=True)
+        sys.exit(2)
+    for b in built:
+        click.echo(f"{b.path}: {'written' if b.written else 'unchanged'} (sha256 {b.sha256[:16]}...)")
+
+
+@click.command()
+@click.option("--board", "board", required=True, help="Plan the devices on this board.")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+def plan(board: str, spec_path: str):
+    """Print the plan per device: task, variant, tiers, memory, estimated latency, headroom, why."""
+    from .devices import devices_on_board
+    from .modelcard import ModelCardError, zoo
+    from .planner import HEADROOM, PlanError, plan_device
+    from .resolve import resolve_device
+
+    profiles = _boards_or_exit()
+    profile = _board_or_exit(board, profiles)
+    spec = _load_or_exit(spec_path, profiles)
+    try:
+        cards = zoo()
+    except ModelCardError as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
     devices = devices_on_board(spec, board)
     if not devices:
-        from .devices import device_roles
-
-        have = sorted({d.board for d in device_roles(spec, board)})
-        click.echo(f"{spec_path}: no device is on board '{board}'; this spec's boards are: {', '.join(have)}", err=True)
+        click.echo(f"{spec_path}: no device is on board '{board}'", err=True)
         sys.exit(2)
-    click.echo(summary(spec, board))
-    click.echo(
-        f"planning, quantizing and packing images is not built yet (the image-builder issue); "
-        f"nothing was written to {out_dir}",
-        err=True,
-    )
-    sys.exit(1)
+    failed = False
+    for device in devices:
+        threads = int(profile.runtime_threads.value) if profile.runtime_threads else int(profile.cpu.cores.value)
+        config = resolve_device(spec, device, {}, threads)
+        pinned = {t: getattr(spec.models, t).variant for t in ("detector", "ppe", "pose", "posture", "trajectory")
+                  if getattr(spec.models, t) is not None and getattr(spec.models, t).variant}
+        try:
+            p = plan_device(config, profile, cards, prefer=spec.models.prefer, pinned=pinned)
+        except PlanError as e:
+            click.echo(f"device {device.id} ({board}): DOES NOT FIT: {e}", err=True)
+            failed = True
+            continue
+        mark = "~" if p.estimated else ""
+        click.echo(f"device {device.id} on {board} ({device.describe()}); {'~ = estimate from the cost model' if p.estimated else 'latencies from measured host throughput'}")
+        click.echo(f"  {'task':<11}{'variant':<22}{'tiers':<36}{'memory':>10}{'latency':>11}{'calls/s':>9}  why")
+        for t in p.tasks:
+            click.echo(f"  {t.task:<11}{t.variant:<22}{', '.join(t.tiers[1:]) or '-':<36}{t.memory_bytes / 2**20:>8.1f}MB"
+                       f"{mark + format(t.latency_ms, '.2f'):>9}ms{t.calls_per_s:>9.1f}  {t.why}")
+        for unit, f in sorted(p.load.items()):
+            click.echo(f"  {unit}: {mark}{f:.0%} of capacity used, headroom {mark}{1 - f:.0%} (keeps >= {HEADROOM:.0%})")
+        click.echo(f"  memory: {p.memory_bytes / 2**20:.1f} MB of {p.memory_budget_bytes / 2**20:.0f} MB for models")
+        for note in p.notes:
+            click.echo(f"  stepped down: {note}")
+    sys.exit(2 if failed else 0)
 
 
 README = Path(__file__).resolve().parent.parent / "README.md"
