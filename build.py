@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boards": ("compiler.commands:boards", "List the board profiles."),
     "docs": ("compiler.commands:docs", "Regenerate the JSON Schema, the spec reference and the README's board table."),
     "plan": ("compiler.commands:plan", "Show which model variants each device gets, and why."),
+    "preview": ("compiler.commands:preview", "Draw a camera's zones and ground grid on a frame from its source."),
     "build": ("compiler.commands:build", "Compile a spec into one signed image per device on a board."),
     "keys": ("compiler.imagecli:keys", "Make the Ed25519 signing key pair."),
     "verify": ("compiler.imagecli:verify", "Check an image's signature, hashes, layout and board."),

@@ -208,6 +208,42 @@ def plan(board: str, spec_path: str):
     sys.exit(2 if failed else 0)
 
 
+@click.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--camera", "camera_id", required=True, help="Camera id from the spec.")
+@click.option("-o", "--out", "out_path", default="preview.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--frame", "frame_path", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="A still from the camera, when its source cannot be reached from here.")
+def preview(spec_path: str, camera_id: str, out_path: str, frame_path: str | None):
+    """Draw a camera's zones and ground grid on a frame from its source; print the calibration error."""
+    import cv2
+
+    from .preview import PreviewError, draw, grab_frame
+    from .resolve import resolve_camera
+    from .spec.checks import did_you_mean
+
+    spec = _load_or_exit(spec_path, _boards_or_exit())
+    cams = {c.id: c for c in spec.cameras}
+    if camera_id not in cams:
+        raise click.BadParameter(f"no camera '{camera_id}'{did_you_mean(camera_id, cams)} (cameras: {', '.join(cams)})",
+                                 param_hint="--camera")
+    camera = resolve_camera(spec, cams[camera_id], detect_here=True)
+    try:
+        frame = grab_frame(camera, Path(spec_path).resolve().parent, frame_path)
+    except PreviewError as e:
+        click.echo(f"{spec_path}: {e}", err=True)
+        sys.exit(2)
+    image, error = draw(frame, camera, cams[camera_id])
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(out_path, image)
+    click.echo(f"{out_path}: {len(camera.zones)} zone(s) drawn on {camera.resolution[0]}x{camera.resolution[1]}")
+    if error is None:
+        click.echo("no calibration: zones are drawn in image coordinates only")
+    else:
+        verdict = "good" if error < 1.0 else "check the point pairs" if error < 5 else "BAD"
+        click.echo(f"calibration reprojection error: {error:.2f} px ({verdict}); grid lines every metre, bright every 5 m")
+
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "spec-reference.md"
 _BOARDS_START, _BOARDS_END = "<!-- boards:start -->", "<!-- boards:end -->"
