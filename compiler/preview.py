@@ -32,9 +32,8 @@ def grab_frame(camera: CameraConfig, spec_dir: Path, frame_path: str | None = No
         src = SimSource(camera.source[4:], seed=0, resolution=tuple(camera.resolution), fps=camera.fps, seconds=1.0)
         return next(iter(src)).image
     target = str(spec_dir / camera.source[5:]) if kind == "file" else (int(camera.source[4:]) if kind == "usb" else camera.source)
-    cap = cv2.VideoCapture(target)
-    cap.set(cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000)
-    cap.set(cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000)
+    timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 5000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
+    cap = cv2.VideoCapture(target, cv2.CAP_ANY, timeouts)
     ok, img = cap.read() if cap.isOpened() else (False, None)
     cap.release()
     if not ok or img is None:

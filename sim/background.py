@@ -44,7 +44,9 @@ class Background:
 
 def _noise_grid(seed: int, size: int = 256) -> np.ndarray:
     g = np.random.default_rng(seed).random((size, size)).astype(np.float32)
-    return cv2.GaussianBlur(g, (0, 0), 0.8, borderType=cv2.BORDER_WRAP if hasattr(cv2, "BORDER_WRAP") else cv2.BORDER_REFLECT)
+    # blur a tiled copy so the grid stays seamless under BORDER_WRAP sampling
+    big = cv2.GaussianBlur(np.tile(g, (3, 3)), (0, 0), 0.8)
+    return np.ascontiguousarray(big[size:2 * size, size:2 * size])
 
 
 def _sample(grid, gx, gy, cell):
@@ -68,7 +70,7 @@ def render_background(cam: Camera, scene, built: list[Built], surface: str = "dr
         w = np.clip((cell / np.maximum(fp, 1e-4) - 1.0) / 3.0, 0, 1)
         return (_sample(g, gx, gy, cell) - 0.5) * amp * w
 
-    n = octave(grid, 7.0, 0.22) + octave(grid2, 1.8, 0.16) + octave(grid, 0.45, 0.14) + octave(grid2, 0.11, 0.18)
+    n = octave(grid, 7.0, 0.30) + octave(grid2, 1.8, 0.20) + octave(grid, 0.45, 0.16) + octave(grid2, 0.11, 0.24)
     tint = _sample(grid2, gx + 100, gy, 9.0)
     col = DIRT[None, None, :] * (1 + n[..., None])
     col = col * (0.9 + 0.2 * tint[..., None]) + np.array([0, 4, 10], np.float32) * (tint[..., None] - 0.5)
@@ -116,8 +118,8 @@ def render_background(cam: Camera, scene, built: list[Built], surface: str = "dr
         sheen = _sample(grid, gx, gy, 2.5)[..., None]
         col = col * 0.62 + np.where(sheen > 0.62, 40.0, 0.0) * (sheen - 0.62) * 4
     elif surface == "snow":
-        cov = np.clip((_sample(grid2, gx, gy, 1.3) - 0.25) * 3.0, 0, 1)[..., None] * 0.85
-        col = col * (1 - cov) + np.array([232, 230, 226], np.float32) * (1 + 0.2 * n[..., None]) * cov
+        cov = np.clip((_sample(grid2, gx, gy, 1.3) - 0.05) * 2.5, 0, 1)[..., None] * 0.92
+        col = col * (1 - cov) + np.array([214, 212, 208], np.float32) * (1 + 0.12 * n[..., None]) * cov
     # distance haze, then sky where there is no ground
     haze = (1 - np.exp(-dist / 220.0))[..., None]
     col = col * (1 - haze) + np.array([190, 185, 178], np.float32) * haze

@@ -34,7 +34,8 @@ def _dark(c, k=0.62):
 
 
 def _pt(p):
-    return (int(round(p[0] * ONE)), int(round(p[1] * ONE)))
+    x, y = p.tolist() if hasattr(p, "tolist") else p
+    return (int(x * ONE + 0.5) if x >= 0 else -int(-x * ONE + 0.5), int(y * ONE + 0.5) if y >= 0 else -int(-y * ONE + 0.5))
 
 
 def _limb(img, lab, lab_id, a, b, w, col):
@@ -51,11 +52,12 @@ def _limb(img, lab, lab_id, a, b, w, col):
 
 
 def _poly(img, lab, lab_id, pts, col):
-    ip = np.round(pts * ONE).astype(np.int32)
+    ip = (pts * ONE + 0.5).astype(np.int32)
     cv2.fillConvexPoly(img, ip, _dark(col, 0.7), cv2.LINE_8, SHIFT)
-    c = pts.mean(axis=0)
-    inner = c + (pts - c) * 0.72 + LIGHT * 0.12 * np.abs(pts - c).max()
-    cv2.fillConvexPoly(img, np.round(inner * ONE).astype(np.int32), col, cv2.LINE_8, SHIFT)
+    c = (pts[0] + pts[1] + pts[2] + pts[3]) * 0.25
+    d = pts - c
+    inner = c + d * 0.72 + LIGHT * (0.12 * float(np.abs(d).max()))
+    cv2.fillConvexPoly(img, (inner * ONE + 0.5).astype(np.int32), col, cv2.LINE_8, SHIFT)
     cv2.fillConvexPoly(lab, ip, lab_id, cv2.LINE_8, SHIFT)
 
 
@@ -79,8 +81,11 @@ def _ellipse_box(c, a, b):
 
 
 def draw_person(img, lab, lab_id: int, uv: np.ndarray, depth: np.ndarray, focal: float, app: Appearance,
-                facing_camera: float, shadow: bool = True) -> dict:
-    """Draw a worker; returns pixel boxes {'box', 'head', 'helmet', 'vest'} (xyxy, None if absent)."""
+                facing_camera: float, shadow: bool = True, glow=None) -> dict:
+    """Draw a worker; returns pixel boxes {'box', 'head', 'helmet', 'vest'} (xyxy, None if absent).
+
+    glow: optional single-channel image; the vest's retro-reflective stripes are drawn into it so
+    that at night they can shine back at the camera after the scene is darkened."""
     s = focal / max(depth[PELVIS], 0.5)  # px per metre at the body
     h = app.height_m
     parts = []  # (depth, kind, payload)
@@ -111,7 +116,7 @@ def draw_person(img, lab, lab_id: int, uv: np.ndarray, depth: np.ndarray, focal:
             c, r, col = payload
             _disc(img, lab, lab_id, c, r, col, shade=False)
         elif kind == "torso":
-            boxes["vest"] = _torso(img, lab, lab_id, uv, s, app, ext)
+            boxes["vest"] = _torso(img, lab, lab_id, uv, s, app, ext, glow)
         else:
             boxes["head"], boxes["helmet"] = _head(img, lab, lab_id, uv, head_r, app, facing_camera, ext)
     e = np.array(ext)
@@ -120,20 +125,17 @@ def draw_person(img, lab, lab_id: int, uv: np.ndarray, depth: np.ndarray, focal:
 
 
 def _shadow(img, c, a, b):
-    x0, y0 = int(c[0] - a - 1), int(c[1] - b - 1)
-    x1, y1 = int(c[0] + a + 2), int(c[1] + b + 2)
+    """A soft-edged contact shadow: the ground colour under the feet, darkened."""
     hh, ww = img.shape[:2]
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, ww), min(y1, hh)
-    if x1 - x0 < 2 or y1 - y0 < 1:
+    x, y = int(c[0]), int(c[1])
+    if not (0 <= x < ww and 0 <= y < hh) or a < 1:
         return
-    roi = img[y0:y1, x0:x1]
-    m = np.zeros(roi.shape[:2], np.uint8)
-    cv2.ellipse(m, _pt((c[0] - x0, c[1] - y0)), (max(1, int(a * ONE)), max(1, int(b * ONE))), 0, 0, 360, 1, -1, cv2.LINE_8, SHIFT)
-    sel = m.astype(bool)
-    roi[sel] = (roi[sel] * 0.62).astype(np.uint8)
+    g = img[y, x]
+    col = (int(g[0]) * 5 >> 3, int(g[1]) * 5 >> 3, int(g[2]) * 5 >> 3)
+    cv2.ellipse(img, _pt(c), (max(1, int(a * ONE)), max(1, int(b * ONE))), 0, 0, 360, col, -1, cv2.LINE_AA, SHIFT)
 
 
-def _torso(img, lab, lab_id, uv, s, app: Appearance, ext) -> np.ndarray | None:
+def _torso(img, lab, lab_id, uv, s, app: Appearance, ext, glow=None) -> np.ndarray | None:
     ls, rs, lh, rh = uv[5], uv[6], uv[11], uv[12]
     neck, pelvis = uv[NECK], uv[PELVIS]
     across = _unit(rs - ls)
@@ -161,6 +163,8 @@ def _torso(img, lab, lab_id, uv, s, app: Appearance, ext) -> np.ndarray | None:
         a = vs_l + (vh_l - vs_l) * f
         b = vs_r + (vh_r - vs_r) * f
         cv2.line(img, _pt(a), _pt(b), STRIPE, tw, cv2.LINE_8, SHIFT)
+        if glow is not None:
+            cv2.line(glow, _pt(a), _pt(b), 200, tw, cv2.LINE_8, SHIFT)
     if s > 25:  # braces over the shoulders, visible when the worker is large enough
         for top, bot in ((vs_l, vh_l), (vs_r, vh_r)):
             a = top + (vs_r - vs_l) * (0.18 if top is vs_l else -0.18)

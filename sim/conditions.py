@@ -125,7 +125,7 @@ class Effects:
             g = np.broadcast_to(0.55 + 0.1 * v, (h, w))
             tint = np.array([0.85, 0.95, 1.1], np.float32)
             return np.clip(g[..., None] * tint * 255, 0, 255).astype(np.uint8)
-        g = np.full((h, w), 0.09, np.float32)
+        g = np.full((h, w), 0.055, np.float32)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
         for (u, v, r, k) in lights_px:
             g += k * np.exp(-(((xx - u) / (r * 1.6)) ** 2 + ((yy - v) / r) ** 2))
@@ -169,12 +169,17 @@ class Effects:
         return (np.dstack([(1 - m) * 255] * 3).astype(np.uint8), (m[..., None] * tex).clip(0, 255).astype(np.uint8))
 
     # -- per frame --------------------------------------------------------------------------
-    def scene_light(self, img, t, rng, faults):
-        """Lighting, fog and precipitation: what the lens sees."""
+    def scene_light(self, img, t, rng, faults, glow=None):
+        """Lighting, fog and precipitation: what the lens sees. `glow` marks retro-reflective
+        stripes, which shine back toward a camera with its own illuminator when the site is dark."""
         if "lights_out" in faults:
             img = cv2.multiply(img, np.full_like(img, 10), scale=1 / 255)
+            if glow is not None:
+                img = cv2.max(img, cv2.cvtColor(cv2.multiply(glow, 0.35), cv2.COLOR_GRAY2BGR))
         elif self.gain is not None:
             img = cv2.multiply(img, self.gain, scale=1 / 255)
+            if glow is not None:
+                img = cv2.max(img, cv2.cvtColor(glow, cv2.COLOR_GRAY2BGR))
         if self.fog is not None:
             img = cv2.add(cv2.multiply(img, self.fog_keep, scale=1 / 255), self.fog)
         if self.rain is not None:

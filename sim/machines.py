@@ -88,7 +88,7 @@ class Machine:
         # boom, stick and bucket on a dig cycle
         dig = 2 * math.pi * (t + self.phase) / 7.0
         pivot = np.array([*(p + fwd * 1.2 + hside * 0.35), 1.9])
-        boom_a = 0.75 + 0.25 * math.sin(dig)
+        boom_a = 0.5 + 0.22 * math.sin(dig)
         tip = pivot + 5.2 * np.array([*(fwd * math.cos(boom_a)), math.sin(boom_a)])
         stick_a = -1.05 + 0.45 * math.sin(dig + 1.2)
         end = tip + 2.9 * np.array([*(fwd * math.cos(stick_a)), math.sin(stick_a)])

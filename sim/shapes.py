@@ -43,6 +43,13 @@ def beam(p0, p1, width: float, height: float) -> np.ndarray:
     return np.array(base + top)
 
 
+_FACE_IDX = np.array(FACES)
+
+
+def ambient_k(normals: np.ndarray, ambient: float = 0.5) -> np.ndarray:
+    return (ambient + (1 - ambient) * np.maximum(0.0, normals @ SUN)) * 1.08
+
+
 def shade(colour, normal, ambient: float = 0.5) -> tuple:
     k = ambient + (1 - ambient) * max(0.0, float(normal @ SUN))
     return tuple(int(min(255, c * k * 1.08)) for c in colour)
@@ -59,21 +66,23 @@ def draw_box(img, lab, lab_id, cam: Camera, corners: np.ndarray, colour, ribs: i
             return uv
     cpos = np.asarray(cam.position)
     ip = np.round(uv * ONE).astype(np.int32)
-    for f in FACES:
-        p = corners[list(f)]
-        n = np.cross(p[1] - p[0], p[3] - p[0])
-        nn = np.linalg.norm(n)
-        if nn < 1e-12:
-            continue
-        n = n / nn
-        if n @ (cpos - p.mean(axis=0)) <= 0:
-            continue
-        col = shade(colour, n)
-        poly = ip[list(f)]
+    fc = corners[_FACE_IDX]                                   # (6, 4, 3)
+    a, b = fc[:, 1] - fc[:, 0], fc[:, 3] - fc[:, 0]
+    n = np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1], a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                  a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], -1)
+    nn = np.sqrt((n * n).sum(-1))
+    n = n / np.maximum(nn, 1e-12)[:, None]
+    facing = ((cpos - fc.mean(axis=1)) * n).sum(-1)
+    lit = ambient_k(n)
+    for fi in np.nonzero((facing > 0) & (nn > 1e-12))[0]:
+        f = FACES[fi]
+        col = tuple(int(min(255, c * lit[fi])) for c in colour)
+        poly = ip[_FACE_IDX[fi]]
         cv2.fillConvexPoly(img, poly, col, cv2.LINE_8, SHIFT)
         if lab is not None:
             cv2.fillConvexPoly(lab, poly, lab_id, cv2.LINE_8, SHIFT)
-        if ribs and abs(n[2]) < 0.5:
+        n_f = n[fi]
+        if ribs and abs(n_f[2]) < 0.5:
             dark = tuple(int(c * 0.72) for c in col)
             q = uv[list(f)]
             for k in range(1, ribs):
@@ -102,3 +111,45 @@ def line3d(img, cam: Camera, p0, p1, colour, thickness: int = 1, lab=None, lab_i
     if lab is not None:
         cv2.line(lab, a, b, lab_id, thickness, cv2.LINE_8, SHIFT)
     return uv
+
+
+def draw_boxes(img, lab, lab_id, cam: Camera, boxes: list) -> np.ndarray | None:
+    """Draw several boxes [(corners (8,3), colour, ribs)] far to near with one projection for all;
+    returns the pixel bounds (x0, y0, x1, y1) of what was drawn, or None."""
+    corners = np.stack([b[0] for b in boxes])                      # (n, 8, 3)
+    uv, z = cam.project(corners)
+    ok = (z > 0.05).all(axis=1)
+    if not ok.any():
+        return None
+    fc = corners[:, _FACE_IDX]                                      # (n, 6, 4, 3)
+    a, b = fc[:, :, 1] - fc[:, :, 0], fc[:, :, 3] - fc[:, :, 0]
+    n = np.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1], a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                  a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], -1)
+    nn = np.sqrt((n * n).sum(-1))
+    n = n / np.maximum(nn, 1e-12)[..., None]
+    centre = fc.sum(axis=2) * 0.25
+    facing = ((np.asarray(cam.position) - centre) * n).sum(-1)
+    visible = (facing > 0) & (nn > 1e-12)
+    lit = ambient_k(n)
+    depth = z.mean(axis=1)
+    ip = np.round(uv * ONE).astype(np.int32)
+    for i in np.argsort(-depth, kind="stable"):
+        if not ok[i]:
+            continue
+        colour, ribs = boxes[i][1], boxes[i][2]
+        for fi in np.nonzero(visible[i])[0]:
+            k = lit[i, fi]
+            col = (min(255, int(colour[0] * k)), min(255, int(colour[1] * k)), min(255, int(colour[2] * k)))
+            poly = ip[i, _FACE_IDX[fi]]
+            cv2.fillConvexPoly(img, poly, col, cv2.LINE_8, SHIFT)
+            if lab is not None:
+                cv2.fillConvexPoly(lab, poly, lab_id, cv2.LINE_8, SHIFT)
+            if ribs and abs(n[i, fi, 2]) < 0.5:
+                dark = tuple(int(c * 0.72) for c in col)
+                q = uv[i, _FACE_IDX[fi]]
+                for r in range(1, ribs):
+                    p0 = q[0] + (q[1] - q[0]) * r / ribs
+                    p1 = q[3] + (q[2] - q[3]) * r / ribs
+                    cv2.line(img, (int(p0[0] * ONE), int(p0[1] * ONE)), (int(p1[0] * ONE), int(p1[1] * ONE)), dark, 1, cv2.LINE_8, SHIFT)
+    u = uv[ok].reshape(-1, 2)
+    return np.array([u[:, 0].min(), u[:, 1].min(), u[:, 0].max(), u[:, 1].max()])

@@ -33,6 +33,8 @@ class Site:
         l, t, r, b = margin_px
         corners = np.array([[l * w, t * h], [(1 - r) * w, t * h], [(1 - r) * w, (1 - b) * h], [l * w, (1 - b) * h]])
         self.region = apply(camera.homography, corners)
+        self._h = camera.homography
+        self._px_box = (corners[0], corners[2])
         self.camera_xy = np.asarray(camera.position[:2])
         self.max_range = max_range
         self.obstacles = obstacles
@@ -57,20 +59,24 @@ class Site:
         return bool(self.ok(pts, avoid_zones).all())
 
     def sample(self, rng, avoid_zones: float | None = 1.5, near=None, radius: float = 8.0, tries: int = 200):
-        lo, hi = self.region.min(axis=0), self.region.max(axis=0)
+        """A free ground point: near `near` (uniform in metres) or anywhere in view (uniform in the
+        image, so people spread over the picture rather than crowding the far, wide ground)."""
+        lo, hi = self._px_box
         for _ in range(tries):
             if near is not None:
                 p = np.asarray(near, float) + rng.uniform(-radius, radius, 2)
             else:
-                p = rng.uniform(lo, hi)
+                p = apply(self._h, rng.uniform(lo, hi)[None])[0]
             if self.ok(p, avoid_zones)[0]:
                 return p
         return None
 
-    def path_to(self, rng, a, avoid_zones: float | None = 1.5, near=None, radius: float = 8.0, tries: int = 60):
-        """A reachable point from `a` along a free straight segment."""
+    def path_to(self, rng, a, avoid_zones: float | None = 1.5, near=None, radius: float = 8.0, tries: int = 60,
+                cross_zones: bool = False):
+        """A reachable point from `a` along a free straight segment (which may cross zones when
+        `cross_zones`: the way out of a zone)."""
         for _ in range(tries):
             p = self.sample(rng, avoid_zones, near=near, radius=radius, tries=20)
-            if p is not None and np.hypot(*(p - a)) > 1.5 and self.segment_ok(a, p, avoid_zones):
+            if p is not None and np.hypot(*(p - a)) > 1.5 and self.segment_ok(a, p, None if cross_zones else avoid_zones):
                 return p
         return None

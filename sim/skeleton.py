@@ -97,7 +97,7 @@ def pose(posture: str, h: float = 1.75, phase: float = 0.0, speed: float = 1.2, 
     elif posture == "crouching":
         legs = [(1.35, 2.35), (1.15, 2.25)]
         torso_pitch = 0.45
-        arms = [(0.95, 0.18, 0.7), (0.9, 0.18, 0.75)]
+        arms = [(0.35, 0.22, 0.9), (0.3, 0.22, 0.95)]
     elif posture == "arms_raised":
         arms = [(2.85, 0.30, 0.15), (2.85, 0.30, 0.15)]
     elif posture in ("falling", "fallen"):
@@ -112,9 +112,9 @@ def pose(posture: str, h: float = 1.75, phase: float = 0.0, speed: float = 1.2, 
     hips = [np.array([-HIP_W * h / 2, 0.0, hip_z]), np.array([HIP_W * h / 2, 0.0, hip_z])]
     chains = [_leg(hips[i], (-1, 1)[i], legs[i][0], legs[i][1], h) for i in range(2)]
     lowest = min(chains[0][1][2], chains[1][1][2])
-    dz = ANKLE_H * h - lowest
-    hips = [x + [0, 0, dz] for x in hips]
-    chains = [(k + [0, 0, dz], a + [0, 0, dz], t + [0, 0, dz]) for k, a, t in chains]
+    dz = np.array([0.0, 0.0, ANKLE_H * h - lowest])
+    hips = [x + dz for x in hips]
+    chains = [(k + dz, a + dz, t + dz) for k, a, t in chains]
     pelvis = (hips[0] + hips[1]) / 2
     trunk = (SHOULDER_H - HIP_H) * h
     up = np.array([0.0, math.sin(torso_pitch), math.cos(torso_pitch)])
@@ -122,17 +122,19 @@ def pose(posture: str, h: float = 1.75, phase: float = 0.0, speed: float = 1.2, 
     neck = pelvis + (trunk + 0.035 * h) * up
     head = neck + (0.03 * h + HEAD_R * h) * up
     fwd = np.array([0.0, math.cos(torso_pitch), -math.sin(torso_pitch)])
-    shoulders = [shoulder_c + [-SHOULDER_W * h / 2, 0, 0], shoulder_c + [SHOULDER_W * h / 2, 0, 0]]
+    half_sh = np.array([SHOULDER_W * h / 2, 0.0, 0.0])
+    shoulders = [shoulder_c - half_sh, shoulder_c + half_sh]
     arm_pts = [
         _arm(shoulders[i], (-1, 1)[i], arms[i][0], arms[i][1], arms[i][2], h, torso_pitch, arms_world_down)
         for i in range(2)
     ]
     r = HEAD_R * h
     p[0] = head + fwd * 0.95 * r - up * 0.15 * r
-    p[1] = head + fwd * 0.80 * r + up * 0.20 * r + [-0.35 * r, 0, 0]
-    p[2] = head + fwd * 0.80 * r + up * 0.20 * r + [0.35 * r, 0, 0]
-    p[3] = head + [-0.95 * r, 0, 0] - fwd * 0.1 * r
-    p[4] = head + [0.95 * r, 0, 0] - fwd * 0.1 * r
+    eye = head + fwd * 0.80 * r + up * 0.20 * r
+    xr = np.array([r, 0.0, 0.0])
+    p[1], p[2] = eye - 0.35 * xr, eye + 0.35 * xr
+    ear = head - fwd * 0.1 * r
+    p[3], p[4] = ear - 0.95 * xr, ear + 0.95 * xr
     p[5], p[6] = shoulders
     p[7], p[8] = arm_pts[0][0], arm_pts[1][0]
     p[9], p[10] = arm_pts[0][1], arm_pts[1][1]

@@ -66,12 +66,16 @@ class Worker:
         if role == "near_miss" and self._episode % 2 == 0:
             role = "wander"
         if role == "enter" and self.zone is not None:
-            inside = _inside_point(rng, self.zone, site)
+            inside = _inside_point(rng, self.zone, site, pos)
             if inside is not None:
                 legs.append(Leg("walk", inside, speed=v))
                 legs.append(Leg("hold", posture=str(rng.choice(["standing", "bending", "crouching", "arms_raised"])),
                                 duration=float(rng.uniform(1.5, 4.0))))
-                out = site.path_to(rng, inside, avoid_zones=1.0, near=inside, radius=9.0)
+                radial = inside - self.zone.mean(axis=0)
+                radial /= max(float(np.hypot(*radial)), 1e-6)
+                out = site.path_to(rng, inside, avoid_zones=1.0, near=inside + radial * 6.0, radius=3.0, cross_zones=True)
+                if out is None:
+                    out = site.path_to(rng, inside, avoid_zones=1.0, near=inside, radius=10.0, cross_zones=True)
                 if out is not None:
                     legs.append(Leg("walk", out, speed=v))
                 return legs
@@ -195,11 +199,12 @@ class Worker:
         }
 
 
-def _inside_point(rng, zone, site: Site, margin: float = 0.8):
+def _inside_point(rng, zone, site: Site, pos, margin: float = 0.8):
     lo, hi = zone.min(axis=0), zone.max(axis=0)
     for _ in range(100):
         p = rng.uniform(lo, hi)
-        if points_in_polygon(p[None], zone)[0] and segment_distance(p[None], zone)[0] > margin and site.ok(p)[0]:
+        if points_in_polygon(p[None], zone)[0] and segment_distance(p[None], zone)[0] > margin and site.ok(p)[0] \
+                and site.segment_ok(pos, p, None):
             return p
     return None
 
@@ -215,6 +220,8 @@ def _near_miss_point(rng, zone, site: Site, pos):
         normal = np.array([e[1], -e[0]]) / max(np.hypot(*e), 1e-9)
         if points_in_polygon((p_edge + normal * 0.05)[None], zone)[0]:
             normal = -normal
+        if normal @ (pos - p_edge) <= 0:  # approach an edge that faces the worker
+            continue
         p = p_edge + normal * rng.uniform(0.4, 1.2)
         if site.ok(p)[0] and not points_in_polygon(p[None], zone)[0] and site.segment_ok(pos, p, avoid_zones=0.3):
             return p, normal
