@@ -39,16 +39,20 @@ def runs_on(card: ModelCard, board: BoardProfile) -> str:
     return "npu" if (board.npu is not None and card.quantize) else "cpu"
 
 
-def estimate(card: ModelCard, board: BoardProfile) -> Estimate:
-    unit = runs_on(card, board)
-    ops = 2.0 * card.costs.macs
-    if unit == "npu":
+def latency_ms(macs: float, board: BoardProfile, unit: str = "npu", int8: bool = True) -> float:
+    """Estimated milliseconds per inference of a model with `macs` multiply-accumulates."""
+    if unit == "npu" and board.npu is not None:
         gops = effective_gops(board, cores=1)
     else:
         gops = board.cpu.int8_gops.value if board.cpu.int8_gops is not None else effective_gops(board, cores=1)
-        if not card.quantize:
+        if not int8:
             gops /= FP32_SLOWDOWN
-    latency = ops / (gops * 1e9) * 1e3 + CALL_OVERHEAD_MS
+    return 2.0 * macs / (gops * 1e9) * 1e3 + CALL_OVERHEAD_MS
+
+
+def estimate(card: ModelCard, board: BoardProfile) -> Estimate:
+    unit = runs_on(card, board)
+    latency = latency_ms(card.costs.macs, board, unit, int8=card.quantize)
     int8 = card.quantize
     weights = card.costs.params if int8 else card.costs.weight_bytes
     acts = card.costs.peak_activation_bytes // 4 if int8 else card.costs.peak_activation_bytes
