@@ -27,6 +27,7 @@ from .pack import pack_image, write_if_changed
 from .planner import DevicePlan, plan_device
 from .quantize import accuracy_gate, quantize_int8
 from .resolve import resolve_device
+from .rknn import rknn_for_image
 from .spec.root import SiteSpec
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
@@ -153,6 +154,7 @@ def build_device(spec: SiteSpec, spec_dir: Path, spec_sha: str, device: DeviceRo
     files: dict[str, bytes] = {}
     models: dict[str, tuple[ModelConfig, ...]] = {}
     notes = []
+    npu_files: dict[str, dict] = {}  # rknn hook: NPU files beside the INT8 ONNX
     for tp in plan.tasks:
         tiers = []
         for variant in (*tp.tiers, *tp.situational):
@@ -167,6 +169,15 @@ def build_device(spec: SiteSpec, spec_dir: Path, spec_sha: str, device: DeviceRo
             name = f"models/{tp.task}-{variant}.onnx"
             files[name] = data
             notes.append(f"{tp.task}/{variant}: {note}")
+            # --- rknn hook (compiler/rknn.py): Rockchip boards also carry the NPU's own .rknn ---
+            npu = rknn_for_image(board, preparer, card, base.cameras[0], spec_dir, CALIBRATION_FRAMES,
+                                 GATE_FRAMES) if precision == "int8" else None
+            if npu is not None:
+                if npu.data is not None:
+                    files[npu.name] = npu.data
+                notes.append(f"{tp.task}/{variant}: {npu.note}")
+                npu_files[f"{tp.task}/{variant}"] = npu.record
+            # --- end rknn hook ---
             tiers.append(ModelConfig(
                 task=tp.task, variant=variant, file=name, sha256=hashlib.sha256(data).hexdigest(), decoder=card.decoder,
                 inputs=tuple(i.model_dump() for i in card.inputs), outputs=tuple(o.model_dump() for o in card.outputs),
@@ -181,7 +192,7 @@ def build_device(spec: SiteSpec, spec_dir: Path, spec_sha: str, device: DeviceRo
     files.update(runtime_files())
     files["boot/start.sh"] = _render("launcher.sh.j2", **context)
     files["boot/sitewarden.service"] = _render("sitewarden.service.j2", **context)
-    plan_dict = {**plan.to_dict(), "model_notes": notes}
+    plan_dict = {**plan.to_dict(), "model_notes": notes, **({"npu_files": npu_files} if npu_files else {})}
     files["boot/README.md"] = _render(
         "README.md.j2", **context, compatible=[board.id], role=device.role, image_version=image_version,
         spec_sha256=spec_sha, cameras=[dataclasses.asdict(c) for c in config.cameras],

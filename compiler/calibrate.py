@@ -103,7 +103,7 @@ def samples(card: ModelCard, pairs: list[tuple[np.ndarray, np.ndarray]]) -> Iter
     """Input dicts for `card`: whole frames for frame models, person crops for crop models."""
     name = card.inputs[0].name
     for image, boxes in pairs:
-        if card.preprocess.resize == "crop":
+        if card.preprocess.crop == "person" or card.preprocess.resize == "crop":
             for x1, y1, x2, y2 in boxes[:4]:
                 x1, y1 = max(int(x1), 0), max(int(y1), 0)
                 x2, y2 = min(int(x2), image.shape[1]), min(int(y2), image.shape[0])

@@ -39,6 +39,8 @@ class Preprocess(_Card):
     """How the runtime turns its input into the model's input tensor."""
 
     color: Literal["rgb", "bgr", "none"] = Field(default="none", description="Channel order of image inputs.")
+    crop: Literal["frame", "person"] = Field(
+        default="frame", description="What an image input shows: the whole frame, or one person's box (cropped by the runtime).")
     resize: Literal["letterbox", "stretch", "crop", "none"] = Field(default="none", description="How frames are fitted.")
     mean: list[float] = Field(default_factory=list, description="Subtracted per channel after scaling.")
     std: list[float] = Field(default_factory=list, description="Divided per channel after the mean.")

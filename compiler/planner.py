@@ -76,9 +76,10 @@ def quality(card: ModelCard) -> float:
     """Higher is better; real-data metrics win over synthetic ones of the same name."""
     for name in QUALITY.get(card.task, ()):
         for data in ("real", "synthetic"):
-            m = card.metric(name, data)
-            if m is not None:
-                return m.value if m.higher_is_better else -m.value
+            for m in card.metrics:
+                # "AP50" also matches per-class names such as "AP50_person"
+                if m.data == data and (m.name == name or m.name.startswith(name + "_")):
+                    return m.value if m.higher_is_better else -m.value
     return float("-inf")
 
 
