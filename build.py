@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("compiler.imagecli:keys", "Make the Ed25519 signing key pair."),
     "verify": ("compiler.imagecli:verify", "Check an image's signature, hashes, layout and board."),
     "inspect": ("compiler.imagecli:inspect", "Show an image's manifest and plan (unverified)."),
+    "run": ("compiler.runcli:run_cmd", "Verify an image, install it here and run it, printing events."),
+    "demo": ("compiler.runcli:demo", "The main job: build the demo spec for host-cpu and run it on its sim scene."),
     "sim": ("sim.cli:sim", "Render a synthetic scene with ground truth."),
     "distill": ("distill.cli:distill", "Train students from teachers; export ONNX and model cards."),
 }

@@ -117,15 +117,20 @@ def check_member_name(name: str) -> None:
 class VerifiedImage:
     manifest: Manifest
     files: dict[str, bytes]  # every file the manifest lists, verified
+    raw_manifest: bytes = b""
+    signature: bytes = b""
 
     def extract(self, dest: Path) -> None:
-        """Write the verified files under `dest` (which must not already hold an image)."""
+        """Write the verified files, the signed manifest and its signature under `dest`, so the
+        runtime can check the folder again at boot (`verify_dir`)."""
         dest = Path(dest)
         for name, data in sorted(self.files.items()):
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        (dest / MANIFEST).write_bytes(self.manifest.to_json())
+        (dest / MANIFEST).write_bytes(self.raw_manifest or self.manifest.to_json())
+        if self.signature:
+            (dest / SIGNATURE).write_bytes(self.signature)
 
 
 def _members(blob: bytes) -> dict[str, bytes]:
@@ -190,4 +195,41 @@ def read_image(source: str | Path | bytes, trusted_keys: list[Ed25519PublicKey],
             raise ImageError(f"{name}: contents differ from the signed manifest (sha256 mismatch)")
     if board is not None and board not in manifest.compatible:
         raise ImageError(f"image is for {', '.join(manifest.compatible)}, not for board '{board}'")
-    return VerifiedImage(manifest, members)
+    return VerifiedImage(manifest, members, raw_manifest, signature)
+
+
+def verify_dir(folder: str | Path, trusted_keys: list[Ed25519PublicKey], board: str | None = None) -> Manifest:
+    """Check an extracted image folder at boot: the signature over manifest.json, then every listed
+    file's size and sha256 (Python's __pycache__ folders are ignored; nothing else may be added)."""
+    folder = Path(folder)
+    try:
+        raw, signature = (folder / MANIFEST).read_bytes(), (folder / SIGNATURE).read_bytes()
+    except OSError as e:
+        raise ImageError(f"{folder}: not an installed image ({e.strerror or e})") from None
+    if not trusted_keys:
+        raise ImageError("no trusted public key given")
+    for key in trusted_keys:
+        try:
+            key.verify(signature, raw)
+            break
+        except InvalidSignature:
+            continue
+    else:
+        raise ImageError("the signature does not match any trusted key")
+    manifest = Manifest.from_json(raw)
+    listed = {f.path for f in manifest.files}
+    for entry in manifest.files:
+        check_member_name(entry.path)
+        try:
+            data = (folder / entry.path).read_bytes()
+        except OSError:
+            raise ImageError(f"{entry.path}: missing from the installed image") from None
+        if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
+            raise ImageError(f"{entry.path}: changed since the image was signed")
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and rel not in listed and rel not in (MANIFEST, SIGNATURE) and "__pycache__" not in path.parts:
+            raise ImageError(f"{rel}: not part of the signed image")
+    if board is not None and board not in manifest.compatible:
+        raise ImageError(f"image is for {', '.join(manifest.compatible)}, not for board '{board}'")
+    return manifest

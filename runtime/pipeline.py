@@ -1,0 +1,197 @@
+"""Per camera: source frame -> detector -> tracker -> PPE, pose -> posture, ground position ->
+forecast -> rules -> events. One `Device` runs every camera of an image in one process, sharing
+model sessions; the governor picks each task's tier frame by frame.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import stages
+from .config import CameraConfig, RuntimeConfig
+from .detections import Detections
+from .events import Event, snapshot_jpeg
+from .forecast import OnnxForecaster, constant_velocity, resample
+from .geometry import apply
+from .governor import Governor, Switch
+from .health import HealthMonitor
+from .ppe import head_boxes
+from .rules import CameraRules, Machine, Person
+from .tracker import ByteTrack
+
+HISTORY_S = 6.0  # ground positions kept per track for forecasting
+FORECAST_EVERY_S = 0.4  # one forecast per track per model step (2.5 Hz)
+
+
+@dataclass
+class FrameResult:
+    """What one frame produced, for annotation and reports."""
+
+    camera: str
+    t: float
+    people: list[Person]
+    machines: list[Machine]
+    keypoints: dict[int, np.ndarray]
+    events: list[Event]
+    switches: list[Switch]
+    stage_ms: dict[str, float]
+    tiers: dict[str, str]
+
+
+@dataclass
+class _Track:
+    history: deque = field(default_factory=lambda: deque(maxlen=120))
+    forecast: np.ndarray | None = None
+    forecast_t: float = -1e9
+
+
+class CameraPipeline:
+    def __init__(self, config: RuntimeConfig, camera: CameraConfig, device: "Device"):
+        self.config, self.camera, self.device = config, camera, device
+        self.tracker = ByteTrack(fps=camera.fps)
+        self.rules = CameraRules(config, camera, episode_start=device.episode_start)
+        health_rules = [r for r in config.health if not r.cameras or camera.id in r.cameras]
+        self.health = HealthMonitor(camera.id, health_rules, camera.fps) if health_rules else None
+        self.H = np.asarray(camera.homography) if camera.homography is not None else None
+        self.tracks: dict[int, _Track] = defaultdict(_Track)
+        self.needs = {
+            "ppe": bool(config.ppe) and "ppe" in config.models,
+            "pose": bool(config.actions) and "pose" in config.models and "posture" in config.models,
+            "trajectory": any(z.predict_horizon_s is not None for z in camera.zones) and self.H is not None,
+        }
+
+    def _ground(self, pts: np.ndarray) -> np.ndarray | None:
+        return apply(self.H, pts) if self.H is not None and len(pts) else None
+
+    def process(self, image: np.ndarray, t: float, t_epoch: float) -> FrameResult:
+        dev, timing = self.device, {}
+        t0 = time.perf_counter()
+        det_model = dev.governor.current("detector")
+        dets = stages.detect(dev.sessions.get(det_model), det_model, image)
+        timing["detector"] = (time.perf_counter() - t0) * 1e3
+        t1 = time.perf_counter()
+        tracked = self.tracker.update(dets)
+        classes = det_model.classes
+        person_id = classes.index("person") if "person" in classes else 0
+        machine_id = classes.index("machine") if "machine" in classes else -1
+        people_d: Detections = tracked[tracked.class_id == person_id]
+        machines_d: Detections = tracked[tracked.class_id == machine_id]
+        timing["tracker"] = (time.perf_counter() - t1) * 1e3
+
+        feet = people_d.bottom_centre if len(people_d) else np.zeros((0, 2))
+        ground = self._ground(feet)
+        m_ground = self._ground(machines_d.bottom_centre) if len(machines_d) else None
+        ppe = np.zeros((len(people_d), 0))
+        if self.needs["ppe"] and len(people_d):
+            t2 = time.perf_counter()
+            m = dev.governor.current("ppe")
+            ppe = stages.ppe_probs(dev.sessions.get(m), m, image, people_d.xyxy)
+            timing["ppe"] = (time.perf_counter() - t2) * 1e3
+        kps, labels, confs = {}, [None] * len(people_d), np.zeros(len(people_d))
+        if self.needs["pose"] and len(people_d):
+            t3 = time.perf_counter()
+            pm, qm = dev.governor.current("pose"), dev.governor.current("posture")
+            k = stages.keypoints(dev.sessions.get(pm), pm, image, people_d.xyxy)
+            labels, confs = stages.postures(dev.sessions.get(qm), qm, k, people_d.xyxy)
+            kps = {int(tid): k[i] for i, tid in enumerate(people_d.tracker_id)}
+            timing["pose+posture"] = (time.perf_counter() - t3) * 1e3
+
+        t4 = time.perf_counter()
+        people = []
+        for i, tid in enumerate(people_d.tracker_id):
+            tid = int(tid)
+            p = Person(track=tid, box=people_d.xyxy[i], confidence=float(people_d.confidence[i]),
+                       ground=None if ground is None else ground[i],
+                       ppe={name: float(ppe[i, j]) for j, name in enumerate(("helmet", "vest")) if j < ppe.shape[1]},
+                       posture=labels[i], posture_confidence=float(confs[i]) if len(confs) else 0.0)
+            if ground is not None:
+                self._forecast(p, t)
+            people.append(p)
+        machines = [Machine(track=int(tid), box=machines_d.xyxy[i], ground=None if m_ground is None else m_ground[i])
+                    for i, tid in enumerate(machines_d.tracker_id)]
+        timing["forecast"] = (time.perf_counter() - t4) * 1e3
+
+        t5 = time.perf_counter()
+        alerts = self.rules.update(t, people, machines)
+        events = [self._event(a, t, t_epoch) for a in alerts]
+        if self.health is not None:
+            events += [c.to_event(self.config.site, self.config.device, t_epoch - t) for c in self.health.update(image, t)]
+        if events:
+            snap = snapshot_jpeg(image, head_boxes(people_d.xyxy, image.shape) if len(people_d) else ())
+            for e in events:
+                dev.emit(e, snap)
+        timing["rules+events"] = (time.perf_counter() - t5) * 1e3
+        return FrameResult(self.camera.id, t, people, machines, kps, events, [], timing, dev.governor.assignment())
+
+    def _forecast(self, p: Person, t: float) -> None:
+        tr = self.tracks[p.track]
+        tr.history.append((t, float(p.ground[0]), float(p.ground[1])))
+        while tr.history and t - tr.history[0][0] > HISTORY_S:
+            tr.history.popleft()
+        h = np.asarray(tr.history)
+        if len(h) >= 2:
+            dt = h[-1, 0] - h[max(0, len(h) - 11), 0]
+            p.speed_mps = float(np.hypot(*(h[-1, 1:] - h[max(0, len(h) - 11), 1:])) / dt) if dt > 0 else 0.0
+        if t - tr.forecast_t >= FORECAST_EVERY_S and len(h) >= 2:
+            tr.forecast_t = t
+            fc = self.device.forecaster
+            if fc is not None:
+                tr.forecast, _ = fc.forecast_track(h[:, 0], h[:, 1:])
+            else:
+                obs = resample(h[:, 0], h[:, 1:], 2.5, 2)
+                tr.forecast = constant_velocity(obs[None])[0] if obs is not None else None
+        p.forecast = tr.forecast
+        p.forecast_dt = self.device.forecaster.dt if self.device.forecaster is not None else 0.4
+
+    def _event(self, a, t: float, t_epoch: float) -> Event:
+        return Event.create(type=a.type, site=self.config.site, device=self.config.device, camera=self.camera.id,
+                            t_start=t_epoch - (t - a.t_start), t_event=t_epoch, severity=a.severity,
+                            confidence=a.confidence, rule=a.rule, zone=a.zone, track=a.track, details=a.details)
+
+
+class Device:
+    """Every camera of one image, in one process, sharing sessions, governor and outbox."""
+
+    def __init__(self, config: RuntimeConfig, image_dir: Path, emitter=None):
+        self.config = config
+        self.sessions = stages.Sessions(Path(image_dir), config.threads)
+        self.governor = Governor(config)
+        self.emitter = emitter
+        self.forecaster = None
+        if "trajectory" in config.models:
+            m = config.models["trajectory"][0]
+            rate = float(m.preprocess.get("rate_hz") or 2.5)
+            obs_len = int(m.inputs[0]["shape"][1])
+            pred_len = int(m.outputs[0]["shape"][1])
+            self.forecaster = OnnxForecaster(Path(image_dir) / m.file, rate, obs_len, pred_len, threads=1)
+        self.cameras = {c.id: CameraPipeline(config, c, self) for c in config.cameras if c.detect_here}
+        self.events: list[Event] = []
+
+    def episode_start(self, key: str, t: float, gap: float) -> float:
+        if self.emitter is not None and hasattr(self.emitter, "episode_start"):
+            return self.emitter.episode_start(key, t, gap)
+        return t
+
+    def emit(self, event: Event, snapshot: bytes | None) -> None:
+        self.events.append(event)
+        if self.emitter is not None:
+            self.emitter.emit(event, snapshot)
+
+    def process(self, camera_id: str, image: np.ndarray, t: float, t_epoch: float) -> FrameResult:
+        t0 = time.perf_counter()
+        result = self.cameras[camera_id].process(image, t, t_epoch)
+        total = (time.perf_counter() - t0) * 1e3
+        switches = self.governor.observe(total, {k: v for k, v in result.stage_ms.items()})
+        mean_luma = float(image[::8, ::8].mean())
+        switches += self.governor.evaluate_situations(t_epoch, brightness=mean_luma, camera=camera_id)
+        for s in switches:
+            self.emit(Event.create(type="model_switch", site=self.config.site, device=self.config.device,
+                                   camera=camera_id, t_start=t_epoch, severity="info", rule=f"model_switch:{s.task}",
+                                   details={"task": s.task, "from": s.old, "to": s.new, "reason": s.reason}), None)
+        result.switches = switches
+        result.stage_ms["total"] = total
+        return result
