@@ -1,0 +1,263 @@
+"""Ground-plane trajectory forecasting and predicted zone entry (numpy + onnxruntime only).
+
+The trajectory students are trained, evaluated and deployed through the SAME functions here, so
+all three normalise and decode identically:
+
+* :func:`encode` turns an observed track ``(N, obs_len, 2)`` in metres into the model input: the
+  track translated so its last observed point is the origin and rotated so its last velocity
+  points along +x (the *local frame*). No scaling: the input stays in metres.
+* The model predicts ``(N, pred_len, 2)`` offsets, in the local frame, from the constant-velocity
+  extrapolation of the last observed step.
+* :func:`decode` adds those offsets to the CV extrapolation and rotates/translates back to the
+  world frame.
+
+Tracks from the tracker arrive at the camera's rate; :func:`resample` brings them to the rate
+the model card records (2.5 Hz for the ETH/UCY students). :class:`OnnxForecaster` runs a
+student (rate and lengths come from arguments: the runtime reads no model cards itself), and
+falls back to :func:`constant_velocity` when a track is too short. :func:`predict_entry` says
+whether a forecast path enters a zone polygon within a horizon, and when.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .geometry import points_in_polygon
+
+OBS_LEN, PRED_LEN = 8, 12
+RATE_HZ = 2.5
+N_NEIGHBOURS = 4          # nearest other people given to the social students
+NEIGHBOUR_RADIUS_M = 8.0  # farther people are left out
+NEIGHBOUR_FEATURES = 5    # x, y, vx, vy (local frame, metres and metres per step), present
+MIN_SPEED_M = 1e-3  # metres per step below which the heading falls back to the track's overall direction
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Per-track local frame: ``local = (world - origin) @ rot.T``; ``world = local @ rot + origin``."""
+
+    origin: np.ndarray  # (N, 2) last observed point
+    rot: np.ndarray     # (N, 2, 2) world -> local rotation
+    vel: np.ndarray     # (N, 2) last observed step (metres per step) in the local frame: (speed, ~0)
+
+
+def _heading(obs: np.ndarray) -> np.ndarray:
+    """(N, 2) unit heading of the last step; the overall displacement, then +x, when standing."""
+    last = obs[:, -1] - obs[:, -2]
+    whole = obs[:, -1] - obs[:, 0]
+    ln, wn = np.linalg.norm(last, axis=-1), np.linalg.norm(whole, axis=-1)
+    d = np.where((ln > MIN_SPEED_M)[:, None], last, np.where((wn > MIN_SPEED_M)[:, None], whole, [1.0, 0.0]))
+    return d / np.linalg.norm(d, axis=-1, keepdims=True)
+
+
+def encode(obs: np.ndarray) -> tuple[np.ndarray, Frame]:
+    """Observed tracks (N, T, 2) or (T, 2), metres -> (model input (N, T, 2) float32, frame)."""
+    obs = np.asarray(obs, dtype=np.float64)
+    if obs.ndim == 2:
+        obs = obs[None]
+    if obs.ndim != 3 or obs.shape[-1] != 2 or obs.shape[1] < 2:
+        raise ValueError(f"observed tracks must be (N, T>=2, 2), got {obs.shape}")
+    h = _heading(obs)
+    c, s = h[:, 0], h[:, 1]
+    rot = np.stack([np.stack([c, s], -1), np.stack([-s, c], -1)], -2)  # rows: +x -> heading
+    origin = obs[:, -1].copy()
+    local = np.einsum("nij,ntj->nti", rot, obs - origin[:, None])
+    vel = local[:, -1] - local[:, -2]
+    return local.astype(np.float32), Frame(origin, rot, vel)
+
+
+def cv_local(frame: Frame, pred_len: int = PRED_LEN) -> np.ndarray:
+    """Constant-velocity extrapolation in the local frame: ``k * vel`` for k = 1..pred_len
+    (``vel`` is (speed, 0) except for a standing track whose heading came from elsewhere), so
+    decoding zero offsets gives exactly :func:`constant_velocity`."""
+    k = np.arange(1, pred_len + 1, dtype=np.float64)
+    return frame.vel[:, None, :] * k[None, :, None]
+
+
+def decode(offsets: np.ndarray, frame: Frame) -> np.ndarray:
+    """Model offsets (N, P, 2) in the local frame -> world positions (N, P, 2) float64."""
+    off = np.asarray(offsets, dtype=np.float64)
+    local = cv_local(frame, off.shape[1]) + off
+    return np.einsum("nji,ntj->nti", frame.rot, local) + frame.origin[:, None]
+
+
+def to_local(points: np.ndarray, frame: Frame) -> np.ndarray:
+    """World points (N, P, 2) -> the local frame (for training targets)."""
+    return np.einsum("nij,ntj->nti", frame.rot, np.asarray(points, np.float64) - frame.origin[:, None])
+
+
+def target_offsets(fut: np.ndarray, frame: Frame) -> np.ndarray:
+    """The offsets a perfect model would output for the true future (N, P, 2): the inverse of decode."""
+    return (to_local(fut, frame) - cv_local(frame, np.asarray(fut).shape[1])).astype(np.float32)
+
+
+def neighbour_features(frame: Frame, others: list[np.ndarray], k: int = N_NEIGHBOURS,
+                       radius_m: float = NEIGHBOUR_RADIUS_M) -> np.ndarray:
+    """Social input of the students: (N, k, 5) float32, per track its ``k`` nearest other people.
+
+    ``others[i]`` holds (K_i, 2, 2) world positions of the other people seen at track i's last two
+    observed steps ([previous, last]). Each neighbour becomes ``(x, y, vx, vy, 1)`` in track i's
+    local frame (position at the last step, velocity per step), sorted by distance, those beyond
+    ``radius_m`` dropped; empty slots are all zero."""
+    out = np.zeros((len(others), k, NEIGHBOUR_FEATURES), np.float32)
+    for i, nb in enumerate(others):
+        nb = np.asarray(nb, np.float64).reshape(-1, 2, 2)
+        if not len(nb):
+            continue
+        loc = np.einsum("ij,ktj->kti", frame.rot[i], nb - frame.origin[i])
+        d = np.linalg.norm(loc[:, 1], axis=-1)
+        order = np.argsort(d, kind="stable")[:k]
+        order = order[d[order] <= radius_m]
+        out[i, :len(order), 0:2] = loc[order, 1]
+        out[i, :len(order), 2:4] = loc[order, 1] - loc[order, 0]
+        out[i, :len(order), 4] = 1.0
+    return out
+
+
+def scene_others(obs: np.ndarray) -> list[np.ndarray]:
+    """For tracks observed together (N, T, 2): each one's others, as :func:`neighbour_features` takes."""
+    last2 = np.asarray(obs, np.float64)[:, -2:]
+    return [np.delete(last2, i, axis=0) for i in range(len(last2))]
+
+
+def constant_velocity(obs: np.ndarray, pred_len: int = PRED_LEN) -> np.ndarray:
+    """CV from the last two observed points: (N, T, 2) -> (N, pred_len, 2)."""
+    obs = np.asarray(obs, dtype=np.float64)
+    if obs.ndim == 2:
+        obs = obs[None]
+    v = obs[:, -1] - obs[:, -2]
+    return obs[:, -1:, :] + v[:, None, :] * np.arange(1, pred_len + 1)[None, :, None]
+
+
+def resample(t: np.ndarray, xy: np.ndarray, rate_hz: float = RATE_HZ, n: int = OBS_LEN) -> np.ndarray | None:
+    """The last ``n`` points of a track at ``rate_hz``, ending at its last sample.
+
+    ``t`` (K,) seconds, increasing; ``xy`` (K, 2) metres, at any (even irregular) rate. Points are
+    linearly interpolated at ``t[-1] - (n - 1 - i) / rate_hz``. Returns None when the track spans
+    less than ``(n - 1) / rate_hz`` seconds (too short to forecast from).
+    """
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if len(t) != len(xy):
+        raise ValueError(f"{len(t)} times but {len(xy)} points")
+    if len(t) < 2 or np.any(np.diff(t) <= 0):
+        if len(t) >= 2:
+            raise ValueError("track times must increase strictly")
+        return None
+    want = t[-1] - (n - 1 - np.arange(n)) / rate_hz
+    if want[0] < t[0] - 1e-9:
+        return None
+    return np.stack([np.interp(want, t, xy[:, 0]), np.interp(want, t, xy[:, 1])], -1)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Outcome of :func:`predict_entry`."""
+
+    enters: bool
+    time_s: float | None  # seconds from the last observation to the first predicted point inside
+
+
+def entry_times(paths: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float | None = None,
+                starts: np.ndarray | None = None, substeps: int = 4) -> np.ndarray:
+    """Vectorised :func:`predict_entry`: paths (N, T, 2) -> (N,) seconds to the first point
+    inside ``polygon``, ``inf`` where the path does not enter within the horizon."""
+    pts = np.asarray(paths, dtype=np.float64)
+    if pts.ndim == 2:
+        pts = pts[None]
+    n = pts.shape[0]
+    times = dt * np.arange(1, pts.shape[1] + 1, dtype=np.float64)
+    if starts is not None:
+        pts = np.concatenate([np.asarray(starts, np.float64).reshape(n, 1, 2), pts], axis=1)
+        times = np.r_[0.0, times]
+    if substeps > 1 and pts.shape[1] > 1:
+        f = np.arange(substeps, dtype=np.float64) / substeps
+        dense = pts[:, :-1, None] + (pts[:, 1:] - pts[:, :-1])[:, :, None] * f[None, None, :, None]
+        dtimes = times[:-1, None] + (times[1:] - times[:-1])[:, None] * f[None]
+        pts = np.concatenate([dense.reshape(n, -1, 2), pts[:, -1:]], axis=1)
+        times = np.r_[dtimes.reshape(-1), times[-1]]
+    if horizon_s is not None:
+        keep = times <= horizon_s + 1e-9
+        pts, times = pts[:, keep], times[keep]
+    out = np.full(n, np.inf)
+    if not pts.shape[1] or not n:
+        return out
+    inside = points_in_polygon(pts.reshape(-1, 2), polygon).reshape(n, -1)
+    hit = inside.any(axis=1)
+    out[hit] = times[np.argmax(inside[hit], axis=1)]
+    return out
+
+
+def predict_entry(path: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float | None = None,
+                  start: np.ndarray | None = None, substeps: int = 4) -> Entry:
+    """Whether a forecast path (T, 2) at time step ``dt`` enters ``polygon`` (M, 2), metres,
+    within ``horizon_s`` (default: the whole path), and the time to entry.
+
+    ``path[k]`` lies ``(k + 1) * dt`` after the last observation ``start`` (if given, the segment
+    from it to ``path[0]`` is checked too). Segments are checked at ``substeps`` points each so a
+    fast track cannot jump over a thin zone unseen. A path that starts inside enters at 0 s.
+    """
+    t = entry_times(np.asarray(path, np.float64).reshape(1, -1, 2), dt, polygon, horizon_s,
+                    None if start is None else np.asarray(start, np.float64).reshape(1, 2), substeps)[0]
+    return Entry(True, float(t)) if np.isfinite(t) else Entry(False, None)
+
+
+class OnnxForecaster:
+    """A trajectory student in ONNX: ``obs_local (N, obs_len, 2)`` [+ ``neighbours (N, k, 5)``]
+    ``-> offsets (N, pred_len, 2)``.
+
+    ``rate_hz``, ``obs_len`` and ``pred_len`` come from the model card (the caller reads it). The
+    session runs on the CPU provider without spinning threads.
+    """
+
+    def __init__(self, model_path, rate_hz: float = RATE_HZ, obs_len: int = OBS_LEN,
+                 pred_len: int = PRED_LEN, threads: int = 1):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+        ins = self.session.get_inputs()
+        self.input_name = ins[0].name
+        self.neighbour_input = ins[1].name if len(ins) > 1 else None
+        self.n_neighbours = int(ins[1].shape[1]) if len(ins) > 1 else 0
+        self.rate_hz, self.obs_len, self.pred_len = float(rate_hz), int(obs_len), int(pred_len)
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.rate_hz
+
+    def predict(self, obs: np.ndarray, others: list[np.ndarray] | None = None) -> np.ndarray:
+        """Observed tracks at the model rate (N, obs_len, 2) -> world forecast (N, pred_len, 2).
+
+        A social model also takes each track's ``others`` (see :func:`neighbour_features`); by
+        default the N tracks are taken to be observed together and are each other's neighbours."""
+        x, frame = encode(obs)
+        if x.shape[1] != self.obs_len:
+            raise ValueError(f"the model observes {self.obs_len} steps, got {x.shape[1]}")
+        if not len(x):
+            return np.zeros((0, self.pred_len, 2))
+        feeds = {self.input_name: x}
+        if self.neighbour_input:
+            others = scene_others(obs if np.ndim(obs) == 3 else np.asarray(obs)[None]) if others is None else others
+            feeds[self.neighbour_input] = neighbour_features(frame, others, self.n_neighbours)
+        (off,) = self.session.run(None, feeds)
+        return decode(off, frame)
+
+    def forecast_track(self, t: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, str]:
+        """One track at any rate -> (forecast (pred_len, 2) at the model rate, 'model' | 'cv' | 'none').
+
+        Too short for the model but with two samples: constant velocity from the last two samples,
+        rescaled to the model step. A single sample: the forecast stands still ('none')."""
+        xy = np.asarray(xy, np.float64).reshape(-1, 2)
+        obs = resample(t, xy, self.rate_hz, self.obs_len)
+        if obs is not None:
+            return self.predict(obs[None], [np.zeros((0, 2, 2))])[0], "model"
+        if len(xy) >= 2:
+            t = np.asarray(t, np.float64)
+            v = (xy[-1] - xy[-2]) / max(t[-1] - t[-2], 1e-6) * self.dt
+            return xy[-1] + v[None] * np.arange(1, self.pred_len + 1)[:, None], "cv"
+        return np.repeat(xy[-1:], self.pred_len, axis=0), "none"
