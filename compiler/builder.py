@@ -145,7 +145,7 @@ def build_device(spec: SiteSpec, spec_dir: Path, spec_sha: str, device: DeviceRo
                  progress: Callable[[str], None] = print, zoo_dir: Path = ZOO_DIR,
                  cache_dir: Path = CACHE_DIR) -> BuiltImage:
     threads = int(board.runtime_threads.value) if board.runtime_threads else int(board.cpu.cores.value)
-    base = resolve_device(spec, device, {}, threads)
+    base = resolve_device(spec, device, {}, threads, spec_dir=spec_dir)
     pinned = {t: getattr(spec.models, t).variant for t in ("detector", "ppe", "pose", "posture", "trajectory")
               if getattr(spec.models, t) is not None and getattr(spec.models, t).variant}
     plan = plan_device(base, board, cards, prefer=spec.models.prefer, pinned=pinned)

@@ -6,6 +6,8 @@ plain dataclasses. Nothing here validates: the spec already passed its checks.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from runtime.config import (
@@ -59,10 +61,18 @@ def resolve_zone(spec: SiteSpec, cam: Camera, zone: Zone) -> ZoneConfig:
     )
 
 
-def resolve_camera(spec: SiteSpec, cam: Camera, detect_here: bool) -> CameraConfig:
+def resolve_source(source: str, spec_dir: Path | None) -> str:
+    """`file:` paths are relative to the spec; in an image they become absolute host paths (a file
+    source is a replay on the machine that built the image)."""
+    if spec_dir is None or not source.startswith("file:") or Path(source[5:]).is_absolute():
+        return source
+    return "file:" + str((Path(spec_dir) / source[5:]).resolve())
+
+
+def resolve_camera(spec: SiteSpec, cam: Camera, detect_here: bool, spec_dir: Path | None = None) -> CameraConfig:
     H = homography(cam)
     return CameraConfig(
-        id=cam.id, source=cam.source, resolution=camera_resolution(spec, cam), fps=camera_fps(spec, cam),
+        id=cam.id, source=resolve_source(cam.source, spec_dir), resolution=camera_resolution(spec, cam), fps=camera_fps(spec, cam),
         homography=tuple(tuple(float(v) for v in row) for row in (H / H[2, 2])) if H is not None else None,
         zones=tuple(resolve_zone(spec, cam, z) for z in cam.zones), detect_here=detect_here,
     )
@@ -99,7 +109,8 @@ def _situation(s) -> SituationConfig:
 
 
 def resolve_device(
-    spec: SiteSpec, device: DeviceRole, models: dict[str, tuple[ModelConfig, ...]], threads: int
+    spec: SiteSpec, device: DeviceRole, models: dict[str, tuple[ModelConfig, ...]], threads: int,
+    spec_dir: Path | None = None,
 ) -> RuntimeConfig:
     """The runtime config of one device. `models` comes from the planner (task -> tiers, best first)."""
     cams = [c for c in spec.cameras if c.id in device.cameras]
@@ -108,7 +119,7 @@ def resolve_device(
     return RuntimeConfig(
         site=spec.site.name, timezone=spec.site.timezone, device=device.id, role=device.role, board=device.board,
         threads=threads,
-        cameras=tuple(resolve_camera(spec, c, detect_here=c.id in device.detects_for) for c in cams),
+        cameras=tuple(resolve_camera(spec, c, detect_here=c.id in device.detects_for, spec_dir=spec_dir) for c in cams),
         models=models,
         ppe=tuple(
             PPERuleConfig(require=tuple(r.require), zones=_ids(r.where), cameras=_ids(r.cameras), grace_s=r.grace_s,

@@ -23,6 +23,10 @@ from .ppe import head_boxes
 from .rules import CameraRules, Machine, Person
 from .tracker import ByteTrack
 
+# Tracker score thresholds (high, low, new track) per detector decoder: our CenterNet-style students
+# peak lower than YOLO/SSD scores (their best-F1 threshold on the real holdout is ~0.3).
+TRACK_THRESHOLDS = {"centernet-ltrb": (0.3, 0.12, 0.35)}
+DEFAULT_TRACK_THRESHOLDS = (0.5, 0.1, 0.6)
 HISTORY_S = 6.0  # ground positions kept per track for forecasting
 FORECAST_EVERY_S = 0.4  # one forecast per track per model step (2.5 Hz)
 
@@ -52,7 +56,10 @@ class _Track:
 class CameraPipeline:
     def __init__(self, config: RuntimeConfig, camera: CameraConfig, device: "Device"):
         self.config, self.camera, self.device = config, camera, device
-        self.tracker = ByteTrack(fps=camera.fps)
+        decoder = config.models["detector"][0].decoder if config.models.get("detector") else ""
+        high, low, new = TRACK_THRESHOLDS.get(decoder, DEFAULT_TRACK_THRESHOLDS)
+        self.detect_conf = low
+        self.tracker = ByteTrack(fps=camera.fps, high=high, low=low, new_track=new)
         self.rules = CameraRules(config, camera, episode_start=device.episode_start)
         health_rules = [r for r in config.health if not r.cameras or camera.id in r.cameras]
         self.health = HealthMonitor(camera.id, health_rules, camera.fps) if health_rules else None
@@ -71,7 +78,7 @@ class CameraPipeline:
         dev, timing = self.device, {}
         t0 = time.perf_counter()
         det_model = dev.governor.current("detector")
-        dets = stages.detect(dev.sessions.get(det_model), det_model, image)
+        dets = stages.detect(dev.sessions.get(det_model), det_model, image, conf=self.detect_conf)
         timing["detector"] = (time.perf_counter() - t0) * 1e3
         t1 = time.perf_counter()
         tracked = self.tracker.update(dets)
