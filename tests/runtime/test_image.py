@@ -79,12 +79,18 @@ def test_every_flipped_byte_in_the_payload_is_refused(image, key):
 
 
 def test_flipped_bytes_anywhere_in_the_archive_are_refused(image, key):
-    # every 97th byte of the compressed archive: gzip's CRC, tar headers, manifest and payload
+    # every 97th byte of the compressed archive: gzip's CRC, tar headers, manifest and payload.
+    # A flip in deflate's unused padding bits changes nothing that is read: then the verified
+    # content must be exactly the original.
+    original = read_image(image, [key.public_key()])
     for pos in range(0, len(image), 97):
         data = bytearray(image)
         data[pos] ^= 0x40
-        with pytest.raises(ImageError):
-            read_image(bytes(data), [key.public_key()])
+        try:
+            v = read_image(bytes(data), [key.public_key()])
+        except ImageError:
+            continue
+        assert v.files == original.files and v.raw_manifest == original.raw_manifest, f"byte {pos} changed content unnoticed"
 
 
 def test_tampered_manifest_is_refused(image, key):
