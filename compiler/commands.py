@@ -150,6 +150,13 @@ def build(board: str, spec_path: str, out_dir: str, key_path: str | None, image_
     profile = _board_or_exit(board, profiles)
     result = load_spec(spec_path, boards=profiles)
     spec = _load_or_exit(spec_path, profiles)
+    from .devices import device_roles, devices_on_board
+
+    if not devices_on_board(spec, board):
+        have = sorted({d.board for d in device_roles(spec, board)})
+        click.echo(f"{spec_path}: no device is on board '{board}'; this spec's boards are: {', '.join(have)}", err=True)
+        sys.exit(2)
+    click.echo(summary(spec, board))
     try:
         built = build_images(spec, Path(spec_path), result.document.files, profile, Path(out_dir), key_path=key_path,
                              image_version=image_version, progress=lambda m: click.echo(m, err=True))

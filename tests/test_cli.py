@@ -94,12 +94,20 @@ def test_schema_to_stdout(run):
 
 
 def test_short_form_routes_to_build(run, tmp_path):
+    from compiler.keys import new_key_pair
+
+    priv, _, _ = new_key_pair(tmp_path / "keys")
     out = tmp_path / "images"
-    result = run("--board", "host-cpu", "specs/demo-site.yaml", "-o", str(out))
-    # packing is not built yet (exit 1 today); what matters here is that `build` ran on the spec
-    assert result.exit_code in (0, 1), result.output
-    assert "site demo-site (Europe/London)" in result.stdout
-    assert "device crane-cam" in result.stdout and "host-cpu" in result.stdout
+    result = run("--board", "host-cpu", "specs/worker-zone-footage.yaml", "-o", str(out), "--key", str(priv))
+    assert result.exit_code == 0, result.output
+    assert "site worker-zone (UTC)" in result.stdout and "device hall-cam" in result.stdout
+    assert (out / "worker-zone-hall-cam-host-cpu.swimg").is_file()
+
+
+def test_build_without_a_key_says_how_to_make_one(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("SITEWARDEN_SIGNING_KEY", str(tmp_path / "none.pem"))
+    result = run("--board", "host-cpu", "specs/worker-zone-footage.yaml", "-o", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "python build.py keys new" in result.stderr
 
 
 def test_build_with_a_board_no_device_uses(run, tmp_path):
