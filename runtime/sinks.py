@@ -246,10 +246,11 @@ class AlarmSink(Sink):
 
     kind = "alarm"
 
-    def __init__(self, config: SinkConfig, name: str | None = None):
+    def __init__(self, config: SinkConfig, name: str | None = None, state_dir: str | os.PathLike | None = None):
         super().__init__(config, name)
         p = config.params
         self.command = [str(a) for a in p["command"]] if p.get("command") else None
+        self.cwd = str(state_dir) if state_dir is not None else None  # commands run in the runtime's state folder
         self.gpio = str(p["gpio"]) if p.get("gpio") else None
         self.url = str(p["http"]) if p.get("http") else None
         if sum(x is not None for x in (self.command, self.gpio, self.url)) != 1:
@@ -285,7 +286,8 @@ class AlarmSink(Sink):
                    SITEWARDEN_EVENT_ID=event.id, SITEWARDEN_HOLD_S=f"{self.hold_s:g}",
                    SITEWARDEN_EVENT_JSON=payload.decode("utf-8"))
         self._procs = [p for p in self._procs if p.poll() is None]  # reap the finished ones
-        self._procs.append(subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL, close_fds=True))
+        self._procs.append(subprocess.Popen(self.command, env=env, stdin=subprocess.DEVNULL, close_fds=True,
+                                            cwd=self.cwd))
 
     def _write_gpio(self, value: str) -> None:
         with open(self.gpio, "w") as fh:
@@ -344,6 +346,6 @@ def build_sink(config: SinkConfig, state_dir: str | os.PathLike, name: str | Non
     if config.kind == "mqtt":
         return MqttSink(config, name)
     if config.kind == "alarm":
-        return AlarmSink(config, name)
+        return AlarmSink(config, name, state_dir)
     raise ValueError(f"unknown sink kind '{config.kind}' (http, mqtt, file, alarm)")
 
