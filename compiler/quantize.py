@@ -7,6 +7,7 @@ kind and refuses (or keeps a higher-precision tier) past a threshold.
 """
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ def quantize_int8(fp32: str | Path, out: str | Path, calibration: Sequence[dict[
 
     if not calibration:
         raise QuantizeError("no calibration samples: quantization needs frames that match the site")
-    out = Path(out)
-    with tempfile.TemporaryDirectory() as tmp:
+    out, fp32 = Path(out).resolve(), Path(fp32).resolve()
+    # onnxruntime's pre-processing leaves scratch *.data files in the working directory: work in a temp one
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         pre = Path(tmp) / "pre.onnx"
         try:
             quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)

@@ -16,10 +16,17 @@ the model card records (2.5 Hz for the ETH/UCY students). :class:`OnnxForecaster
 student (rate and lengths come from arguments: the runtime reads no model cards itself), and
 falls back to :func:`constant_velocity` when a track is too short. :func:`predict_entry` says
 whether a forecast path enters a zone polygon within a horizon, and when.
+
+The *warning* decision is :func:`warn_entry` with an :class:`EntryRule` (effective horizon, depth
+margin growing with time-to-point, temporal persistence), tuned per forecaster on validation data
+and recorded in the model card's ``preprocess.notes`` (:func:`entry_rules_from_notes` reads it);
+:class:`EntryWarner` keeps the per-track/zone persistence state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import re
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -159,10 +166,26 @@ class Entry:
     time_s: float | None  # seconds from the last observation to the first predicted point inside
 
 
-def entry_times(paths: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float | None = None,
-                starts: np.ndarray | None = None, substeps: int = 4) -> np.ndarray:
-    """Vectorised :func:`predict_entry`: paths (N, T, 2) -> (N,) seconds to the first point
-    inside ``polygon``, ``inf`` where the path does not enter within the horizon."""
+def depth_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Signed depth (N,) of points (N, 2) in ``polygon`` (M, 2), metres: the distance to the
+    boundary, positive inside, negative outside (so ``depth >= d`` means "inside the zone shrunk
+    by d" for d > 0 and "within -d of the zone" for d < 0)."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    a = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    ab = np.roll(a, -1, axis=0) - a
+    ll = np.maximum((ab * ab).sum(-1), 1e-18)
+    ax, ay = pts[:, None, 0] - a[None, :, 0], pts[:, None, 1] - a[None, :, 1]
+    t = np.clip((ax * ab[None, :, 0] + ay * ab[None, :, 1]) / ll[None], 0.0, 1.0)
+    dx = pts[:, None, 0] - (a[None, :, 0] + t * ab[None, :, 0])
+    dy = pts[:, None, 1] - (a[None, :, 1] + t * ab[None, :, 1])
+    d = np.sqrt(dx * dx + dy * dy).min(axis=1)
+    return np.where(points_in_polygon(pts, a), d, -np.maximum(d, 1e-12))  # outside: strictly negative
+
+
+def dense_path(paths: np.ndarray, dt: float, starts: np.ndarray | None = None,
+               substeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Forecast paths (N, T, 2) [+ their start points (N, 2) at time 0] checked at ``substeps``
+    points per segment: -> (points (N, S, 2), times (S,) seconds after the last observation)."""
     pts = np.asarray(paths, dtype=np.float64)
     if pts.ndim == 2:
         pts = pts[None]
@@ -177,13 +200,31 @@ def entry_times(paths: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: fl
         dtimes = times[:-1, None] + (times[1:] - times[:-1])[:, None] * f[None]
         pts = np.concatenate([dense.reshape(n, -1, 2), pts[:, -1:]], axis=1)
         times = np.r_[dtimes.reshape(-1), times[-1]]
+    return pts, times
+
+
+def entry_times(paths: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float | None = None,
+                starts: np.ndarray | None = None, substeps: int = 4, margin_m: float = 0.0,
+                margin_per_s: float = 0.0) -> np.ndarray:
+    """Vectorised :func:`predict_entry`: paths (N, T, 2) -> (N,) seconds to the first point
+    inside ``polygon``, ``inf`` where the path does not enter within the horizon.
+
+    With a margin, a point ``t`` seconds ahead counts only when it lies at least
+    ``margin_m + margin_per_s * t`` metres inside the zone (see :func:`depth_in_polygon`): the
+    forecast's error grows with time, so later points must go deeper in to count."""
+    pts, times = dense_path(paths, dt, starts, substeps)
+    n = pts.shape[0]
     if horizon_s is not None:
         keep = times <= horizon_s + 1e-9
         pts, times = pts[:, keep], times[keep]
     out = np.full(n, np.inf)
     if not pts.shape[1] or not n:
         return out
-    inside = points_in_polygon(pts.reshape(-1, 2), polygon).reshape(n, -1)
+    if margin_m == 0.0 and margin_per_s == 0.0:
+        inside = points_in_polygon(pts.reshape(-1, 2), polygon).reshape(n, -1)
+    else:
+        depth = depth_in_polygon(pts.reshape(-1, 2), polygon).reshape(n, -1)
+        inside = depth - margin_per_s * times[None] >= margin_m
     hit = inside.any(axis=1)
     out[hit] = times[np.argmax(inside[hit], axis=1)]
     return out
@@ -201,6 +242,99 @@ def predict_entry(path: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: f
     t = entry_times(np.asarray(path, np.float64).reshape(1, -1, 2), dt, polygon, horizon_s,
                     None if start is None else np.asarray(start, np.float64).reshape(1, 2), substeps)[0]
     return Entry(True, float(t)) if np.isfinite(t) else Entry(False, None)
+
+
+@dataclass(frozen=True)
+class EntryRule:
+    """When a forecast becomes a predicted-entry *warning*.
+
+    A forecast made now fires when, within ``horizon_s``, a point ``t`` seconds ahead lies at
+    least ``margin_m + margin_per_s * t`` metres inside the zone (the person being outside it now);
+    the warning is raised once forecasts have fired continuously for ``persist_s`` seconds
+    (0: the first firing forecast warns; at 2.5 Hz, 0.4 s = two consecutive forecasts).
+    ``horizon_s`` here is the forecast horizon the rule looks at; it may be shorter than the zone's
+    ``predict_entry.horizon_s`` (the time before entry a warning counts as timely)."""
+
+    horizon_s: float = 3.0
+    margin_m: float = 0.0
+    margin_per_s: float = 0.0
+    persist_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: round(float(v), 4) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "EntryRule":
+        return cls(**{k: float(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def persist_steps(self, dt: float) -> int:
+        """Consecutive forecasts at step ``dt`` that must fire (1 + persist_s / dt)."""
+        return 1 + int(round(self.persist_s / dt))
+
+
+def warn_entry(path: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float = 3.0,
+               start: np.ndarray | None = None, margin_m: float = 0.0, margin_per_s: float = 0.0,
+               substeps: int = 4) -> bool:
+    """Whether one forecast path (T, 2) fires a predicted-entry warning for ``polygon``: the
+    person (at ``start``) is outside the zone and the path reaches ``margin_m + margin_per_s * t``
+    metres inside it at some ``t <= horizon_s``. Persistence over successive forecasts is
+    :class:`EntryWarner`'s job."""
+    if start is not None and points_in_polygon(np.asarray(start, np.float64).reshape(1, 2), polygon)[0]:
+        return False
+    t = entry_times(np.asarray(path, np.float64).reshape(1, -1, 2), dt, polygon, horizon_s,
+                    None if start is None else np.asarray(start, np.float64).reshape(1, 2), substeps,
+                    margin_m, margin_per_s)[0]
+    return bool(np.isfinite(t))
+
+
+class EntryWarner:
+    """Stateful :func:`warn_entry` with persistence, per (track, zone) key.
+
+    ``update(key, now_s, path, dt, polygon, start)`` returns True while the warning is raised:
+    the forecasts for ``key`` have fired at every update since at least ``rule.persist_s`` ago.
+    A forecast that does not fire resets the key. ``forget(key)`` drops a lost track."""
+
+    def __init__(self, rule: EntryRule, substeps: int = 4):
+        self.rule, self.substeps = rule, substeps
+        self._since: dict = {}
+
+    def fires(self, path: np.ndarray, dt: float, polygon: np.ndarray, start: np.ndarray | None = None) -> bool:
+        r = self.rule
+        return warn_entry(path, dt, polygon, r.horizon_s, start, r.margin_m, r.margin_per_s, self.substeps)
+
+    def update(self, key, now_s: float, path: np.ndarray, dt: float, polygon: np.ndarray,
+               start: np.ndarray | None = None) -> bool:
+        return self.step(key, now_s, self.fires(path, dt, polygon, start))
+
+    def step(self, key, now_s: float, fired: bool) -> bool:
+        """Persistence only: feed whether the forecast at ``now_s`` fired."""
+        if not fired:
+            self._since.pop(key, None)
+            return False
+        since = self._since.setdefault(key, float(now_s))
+        return float(now_s) - since >= self.rule.persist_s - 1e-6
+
+    def forget(self, key) -> None:
+        self._since.pop(key, None)
+
+
+_RULE_RE = re.compile(r"entry_rule(?:_(\w+))?=(\{[^}]*\})")
+
+
+def entry_rules_from_notes(notes: str) -> dict[str, EntryRule]:
+    """The tuned warning rules a trajectory card records in ``preprocess.notes`` as
+    ``entry_rule={...}`` (the model) and ``entry_rule_cv={...}`` (the constant-velocity fallback):
+    -> {"model": EntryRule, "cv": EntryRule}; missing ones are absent."""
+    out = {}
+    for name, body in _RULE_RE.findall(notes or ""):
+        out[name or "model"] = EntryRule.from_dict(json.loads(body))
+    return out
+
+
+def entry_rule_note(rules: dict[str, EntryRule]) -> str:
+    """The inverse of :func:`entry_rules_from_notes`."""
+    return " ".join(f"entry_rule{'' if k == 'model' else '_' + k}={json.dumps(r.as_dict(), sort_keys=True)}"
+                    for k, r in rules.items())
 
 
 class OnnxForecaster:

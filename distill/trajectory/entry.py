@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from runtime.forecast import entry_times
+from runtime.forecast import EntryRule, dense_path, depth_in_polygon
 from runtime.geometry import points_in_polygon
 from sim import realdata
 
@@ -133,7 +133,38 @@ class Runs:
 
 
 def test_runs(scene: str, min_len: int = realdata.OBS_LEN + 1) -> Runs:
-    rows = realdata.load_split(scene, "test")
+    return runs_of(realdata.load_split(scene, "test"), min_len)
+
+
+def scene_of_file(name: str) -> str | None:
+    """The test scene whose sequence a split file belongs to (``biwi_hotel_val.txt`` -> hotel);
+    None for files of no test sequence (crowds_zara03, uni_examples)."""
+    stem = Path(name).stem.removesuffix("_train").removesuffix("_val")
+    return next((s for s, stems in SEQUENCE_FILES.items() if stem in stems), None)
+
+
+def file_rows(rows: realdata.TrackRows, i: int) -> realdata.TrackRows:
+    """The rows of one file of ``rows``."""
+    m = rows.file_idx == i
+    return realdata.TrackRows((rows.files[i],), np.zeros(int(m.sum()), np.int32), rows.frame[m], rows.ped[m],
+                              rows.xy[m])
+
+
+def val_groups(rows: realdata.TrackRows,
+               zones: dict[str, list[np.ndarray]]) -> list[tuple[str, Runs, list[np.ndarray]]]:
+    """Validation footage for tuning the warning rule: (file, runs, zones) for every file of
+    ``rows`` (a val split) whose sequence has zones. The zones were placed from these very files'
+    crossing counts, which is fine for tuning; test files never enter here."""
+    out = []
+    for i, name in enumerate(rows.files):
+        scene = scene_of_file(name)
+        if scene is not None and zones.get(scene):
+            out.append((name, runs_of(file_rows(rows, i)), zones[scene]))
+    return out
+
+
+def runs_of(rows: realdata.TrackRows, min_len: int = realdata.OBS_LEN + 1) -> Runs:
+    """Every stretch of consecutive frames (at least ``min_len``) of every pedestrian in ``rows``."""
     runs, files, peds, frames = [], [], [], []
     for tr in realdata.trajectories(rows):
         cuts = np.flatnonzero(np.diff(tr.frames) != realdata.FRAME_STEP) + 1
@@ -211,76 +242,174 @@ def _dist_to_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return np.where(points_in_polygon(pts, poly), 0.0, d)
 
 
-def score(runs: Runs, where: np.ndarray, forecasts: np.ndarray, zones: list[np.ndarray],
-          dt: float = realdata.DT_S, horizon_s: float = HORIZON_S, near_m: float = NEAR_MISS_M,
-          obs_len: int = realdata.OBS_LEN) -> EntryScores:
-    """Score warnings from ``forecasts`` (D, P, 2) made at the decision steps ``where``."""
+@dataclass(frozen=True)
+class Prepared:
+    """What scoring needs of one set of runs and zones, computed once: the decision steps, where
+    each approach's warning window lies among them, and the truth for false-warning events."""
+
+    runs: Runs
+    where: np.ndarray              # (D, 2) (run, step)
+    zones: list[np.ndarray]
+    now: np.ndarray                # (D, 2) position at each decision step
+    outside: np.ndarray            # (D, Z) person outside the zone at the decision step
+    same_prev: np.ndarray          # (D,) decision i - 1 is the previous step of the same run
+    true_future: np.ndarray        # (D, Z) the real track is inside within the horizon after the step
+    known: np.ndarray              # (D, Z) the horizon after the step lies within the run
+    ap_dec: np.ndarray             # (A',) decision index of every (approach, step) pair, approaches contiguous
+    ap_zone: np.ndarray            # (A',) its zone
+    ap_id: np.ndarray              # (A',) its approach
+    ap_step: np.ndarray            # (A',) its step
+    ap_entry: np.ndarray           # (A,) True: an entry, False: a near-miss
+    ap_e: np.ndarray               # (A,) entry step (entries)
+    dt: float
+    hsteps: int
+
+
+def prepare(runs: Runs, where: np.ndarray, zones: list[np.ndarray], dt: float = realdata.DT_S,
+            horizon_s: float = HORIZON_S, near_m: float = NEAR_MISS_M, obs_len: int = realdata.OBS_LEN) -> Prepared:
     hsteps = int(round(horizon_s / dt))
-    warn_at: dict[tuple[int, int], np.ndarray] = {}
+    where = np.asarray(where, np.int64).reshape(-1, 2)
+    d, z = len(where), len(zones)
+    index = {(int(r), int(t)): i for i, (r, t) in enumerate(where)}
+    now = np.asarray([runs.xy[r][t] for r, t in where], np.float64).reshape(-1, 2)
+    outside = np.stack([~points_in_polygon(now, poly) for poly in zones], 1) if z else np.zeros((d, 0), bool)
+    same_prev = np.zeros(d, bool)
+    if d:
+        same_prev[1:] = (where[1:, 0] == where[:-1, 0]) & (where[1:, 1] == where[:-1, 1] + 1)
+    true_future, known = np.zeros((d, z), bool), np.zeros((d, z), bool)
+    ap_dec, ap_zone, ap_id, ap_step, ap_entry, ap_e = [], [], [], [], [], []
+
+    def add(steps, zi, is_entry, e):
+        ap_dec.append([index[(r, int(t))] for t in steps])
+        ap_zone.append(np.full(len(steps), zi))
+        ap_id.append(np.full(len(steps), len(ap_entry)))
+        ap_step.append(steps)
+        ap_entry.append(is_entry)
+        ap_e.append(e)
+
+    by_run: dict[int, np.ndarray] = {}
+    for i, r in enumerate(where[:, 0]):
+        by_run.setdefault(int(r), []).append(i)
     for zi, poly in enumerate(zones):
         for r, xy in enumerate(runs.xy):
-            warn_at[(zi, r)] = np.zeros(len(xy), bool)
-        now = np.asarray([runs.xy[r][t] for r, t in where]).reshape(-1, 2)
-        warns = np.isfinite(entry_times(forecasts, dt, poly, horizon_s, starts=now))
-        warns &= ~points_in_polygon(now, poly)          # only people outside are warned
-        for (r, t), w in zip(where, warns):
-            warn_at[(zi, r)][t] = w
-    tp = fn = fp = tn = false_ev = 0
-    leads = []
-    for zi, poly in enumerate(zones):
-        for r, xy in enumerate(runs.xy):
-            warn = warn_at[(zi, r)]
             inside = points_in_polygon(xy, poly)
             dist = _dist_to_polygon(xy, poly)
+            dec = np.asarray(by_run.get(r, []), np.int64)
+            if len(dec):
+                t = where[dec, 1]
+                cs = np.r_[0, np.cumsum(inside)]
+                true_future[dec, zi] = cs[np.minimum(t + 1 + hsteps, len(xy))] - cs[np.minimum(t + 1, len(xy))] > 0
+                known[dec, zi] = t + hsteps < len(xy)
             # approaches: maximal stretches outside the zone
             out_idx = np.flatnonzero(~inside)
-            if len(out_idx):
-                cuts = np.flatnonzero(np.diff(out_idx) != 1) + 1
-                for seg in np.split(out_idx, cuts):
-                    a, b = int(seg[0]), int(seg[-1])
-                    if b + 1 < len(xy):             # ends by stepping inside: an entry at b + 1
-                        e = b + 1
-                        steps = np.arange(max(a, obs_len - 1, e - hsteps), e)
-                        if not len(steps):
-                            continue
-                        w = steps[warn[steps]]
-                        if len(w):
-                            tp += 1
-                            leads.append((e - w[0]) * dt)
-                        else:
-                            fn += 1
-                    else:                           # never enters: a near-miss if it came close
-                        c = a + int(np.argmin(dist[a:b + 1]))
-                        if dist[c] > near_m:
-                            continue
-                        steps = np.arange(max(a, obs_len - 1, c - hsteps), c + 1)
-                        steps = steps[steps < len(xy) - 1]
-                        if not len(steps):
-                            continue
-                        if warn[steps].any():
-                            fp += 1
-                        else:
-                            tn += 1
-            # false warning events over all steps
-            idx = np.flatnonzero(warn)
-            if len(idx):
-                for ev in np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1):
-                    true = False
-                    for t in ev:
-                        fut = inside[t + 1:t + 1 + hsteps]
-                        if fut.any():
-                            true = True
-                            break
-                    known = ev[-1] + hsteps < len(xy)
-                    if not true and known:
-                        false_ev += 1
+            if not len(out_idx):
+                continue
+            cuts = np.flatnonzero(np.diff(out_idx) != 1) + 1
+            for seg in np.split(out_idx, cuts):
+                a, b = int(seg[0]), int(seg[-1])
+                if b + 1 < len(xy):             # ends by stepping inside: an entry at b + 1
+                    e = b + 1
+                    steps = np.arange(max(a, obs_len - 1, e - hsteps), e)
+                    if len(steps):
+                        add(steps, zi, True, e)
+                else:                           # never enters: a near-miss if it came close
+                    c = a + int(np.argmin(dist[a:b + 1]))
+                    if dist[c] > near_m:
+                        continue
+                    steps = np.arange(max(a, obs_len - 1, c - hsteps), c + 1)
+                    steps = steps[steps < len(xy) - 1]
+                    if len(steps):
+                        add(steps, zi, False, -1)
+
+    def cat(x, dtype):
+        return np.concatenate(x).astype(dtype) if x else np.zeros(0, dtype)
+
+    return Prepared(runs, where, list(zones), now, outside, same_prev, true_future, known,
+                    cat(ap_dec, np.int64), cat(ap_zone, np.int64), cat(ap_id, np.int64), cat(ap_step, np.int64),
+                    np.asarray(ap_entry, bool), np.asarray(ap_e, np.int64), dt, hsteps)
+
+
+def path_depth(prep: Prepared, forecasts: np.ndarray, substeps: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Signed depth (D, Z, S) of every forecast's dense path in every zone, and the times (S,)."""
+    pts, times = dense_path(forecasts, prep.dt, prep.now, substeps)
+    depth = np.stack([depth_in_polygon(pts.reshape(-1, 2), poly).reshape(pts.shape[:2]) for poly in prep.zones], 1)
+    return depth, times
+
+
+def excess(depth: np.ndarray, times: np.ndarray, horizon_s: float, margin_per_s: float) -> np.ndarray:
+    """(D, Z) the most any forecast point within ``horizon_s`` lies inside the zone beyond its
+    time-growing margin part: max over t <= horizon_s of depth(t) - margin_per_s * t."""
+    keep = times <= horizon_s + 1e-9
+    return (depth[:, :, keep] - margin_per_s * times[keep][None, None]).max(-1)
+
+
+def fires(prep: Prepared, depth: np.ndarray, times: np.ndarray, rule: EntryRule) -> np.ndarray:
+    """(D, Z) warnings under ``rule`` (horizon, margins, persistence) from :func:`path_depth`:
+    the same decision as runtime.forecast.warn_entry + EntryWarner at the decision rate."""
+    f = (excess(depth, times, rule.horizon_s, rule.margin_per_s) >= rule.margin_m) & prep.outside
+    return persist(prep, f, rule.persist_steps(prep.dt))
+
+
+def persist(prep: Prepared, f: np.ndarray, k: int) -> np.ndarray:
+    """Warnings only where the last ``k`` consecutive decision steps of the run all fired."""
+    if k <= 1:
+        return f
+    # pos[i]: how many steps of the same run precede decision i without a gap
+    idx = np.arange(len(f))
+    starts = np.where(prep.same_prev, 0, idx)
+    pos = idx - np.maximum.accumulate(starts) if len(f) else idx
+    out = f & (pos >= k - 1)[:, None]
+    for j in range(1, k):
+        out[j:] &= f[:-j]
+    return out
+
+
+def evaluate(prep: Prepared, warn: np.ndarray) -> EntryScores:
+    """Scores of the (D, Z) warnings ``warn`` (see the module doc)."""
+    dt, n_ap = prep.dt, len(prep.ap_entry)
+    hit = warn[prep.ap_dec, prep.ap_zone] if len(prep.ap_dec) else np.zeros(0, bool)
+    any_hit = np.bincount(prep.ap_id, hit, minlength=n_ap) > 0
+    first = np.full(n_ap, np.inf)
+    np.minimum.at(first, prep.ap_id[hit], prep.ap_step[hit].astype(np.float64))
+    ent = prep.ap_entry
+    tp, fn = int((any_hit & ent).sum()), int((~any_hit & ent).sum())
+    fp, tn = int((any_hit & ~ent).sum()), int((~any_hit & ~ent).sum())
+    leads = (prep.ap_e[any_hit & ent] - first[any_hit & ent]) * dt
+    false_ev = 0
+    for zi in range(warn.shape[1]):
+        w = warn[:, zi]
+        if not w.any():
+            continue
+        cont = np.r_[False, w[:-1]] & prep.same_prev          # continues the previous step's event
+        start = w & ~cont
+        ev = np.cumsum(start) - 1
+        idx = np.flatnonzero(w)
+        n_ev = int(start.sum())
+        true = np.bincount(ev[idx], prep.true_future[idx, zi], minlength=n_ev) > 0
+        last = np.zeros(n_ev, np.int64)
+        last[ev[idx]] = idx                                    # idx increases: the last write wins
+        false_ev += int((~true & prep.known[last, zi]).sum())
+    hours = prep.runs.hours
+    return _scores(tp, fn, fp, tn, float(leads.sum()), false_ev, hours)
+
+
+def _scores(tp: int, fn: int, fp: int, tn: int, lead_sum: float, false_ev: int, hours: float) -> EntryScores:
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
     n = tp + fn + fp + tn
     return EntryScores(tp + fn, fp + tn, tp, fn, fp, tn, prec, rec, f1, (tp + tn) / n if n else 0.0,
-                       float(np.mean(leads)) if leads else 0.0, false_ev,
-                       false_ev / runs.hours if runs.hours else 0.0, runs.hours)
+                       lead_sum / tp if tp else 0.0, false_ev, false_ev / hours if hours else 0.0, hours)
+
+
+def score(runs: Runs, where: np.ndarray, forecasts: np.ndarray, zones: list[np.ndarray],
+          dt: float = realdata.DT_S, horizon_s: float = HORIZON_S, near_m: float = NEAR_MISS_M,
+          obs_len: int = realdata.OBS_LEN, rule: EntryRule | None = None) -> EntryScores:
+    """Score warnings from ``forecasts`` (D, P, 2) made at the decision steps ``where`` under
+    ``rule`` (default: any forecast point inside the zone within ``horizon_s``)."""
+    prep = prepare(runs, where, zones, dt, horizon_s, near_m, obs_len)
+    depth, times = path_depth(prep, forecasts)
+    return evaluate(prep, fires(prep, depth, times, rule or EntryRule(horizon_s=horizon_s)))
 
 
 def combine(parts: list[EntryScores]) -> EntryScores:

@@ -39,9 +39,20 @@ class Result:
     history: list[float] = field(default_factory=list)
 
 
-def distance_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean Euclidean distance per predicted point (the ADE itself, so the median is learned)."""
-    return torch.linalg.vector_norm(pred - target, dim=-1).mean()
+def distance_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean Euclidean distance per predicted point (the ADE itself, so the median is learned);
+    ``weights`` (P,) weigh the predicted steps (normalised to mean 1)."""
+    d = torch.linalg.vector_norm(pred - target, dim=-1)
+    if weights is None:
+        return d.mean()
+    return (d * (weights / weights.mean())[None]).mean()
+
+
+def step_weights(pred_len: int, first: int, weight: float) -> torch.Tensor:
+    """(P,) ``weight`` for the first ``first`` predicted steps, 1 after them."""
+    w = torch.ones(pred_len)
+    w[:first] = weight
+    return w
 
 
 def model_inputs(model: nn.Module, split: Split) -> list[torch.Tensor]:
@@ -78,14 +89,18 @@ def ade_fde(pred_world: np.ndarray, fut: np.ndarray) -> tuple[float, float]:
     return float(err.mean()), float(err[:, -1].mean())
 
 
-def score(model: nn.Module, split: Split) -> tuple[float, float]:
-    """Deterministic ADE/FDE (m) on a split, decoded through runtime.forecast.decode."""
-    return ade_fde(decode(predict_offsets(model, split), split.frame), split.fut)
+def score(model: nn.Module, split: Split, steps: int | None = None) -> tuple[float, float]:
+    """Deterministic ADE/FDE (m) on a split, decoded through runtime.forecast.decode (over the
+    first ``steps`` predicted steps when given)."""
+    pred = decode(predict_offsets(model, split), split.frame)
+    return ade_fde(pred[:, :steps], split.fut[:, :steps]) if steps else ade_fde(pred, split.fut)
 
 
 def train(model: nn.Module, train_split: Split, val_split: Split, recipe: Recipe, seed: int,
-          kd_targets: np.ndarray | None = None, log=None) -> Result:
-    """Train with AdamW + cosine schedule; keep the epoch with the best val ADE."""
+          kd_targets: np.ndarray | None = None, log=None, weights: torch.Tensor | None = None,
+          val_steps: int | None = None) -> Result:
+    """Train with AdamW + cosine schedule; keep the epoch with the best val ADE (over the first
+    ``val_steps`` predicted steps when given). ``weights`` (P,) weigh the predicted steps in the loss."""
     t0 = time.perf_counter()
     g = generator(seed)
     names = getattr(model, "inputs", ("x",))
@@ -121,15 +136,15 @@ def train(model: nn.Module, train_split: Split, val_split: Split, recipe: Recipe
                 tb = tb * s[:, None, None] if tb is not None else None
                 batch = {k: _scale(k, v, s) for k, v in batch.items()}
             pred = model(*batch.values())
-            loss = distance_loss(pred, yb)
+            loss = distance_loss(pred, yb, weights)
             if tb is not None and recipe.kd_alpha > 0:
-                loss = (1 - recipe.kd_alpha) * loss + recipe.kd_alpha * distance_loss(pred, tb)
+                loss = (1 - recipe.kd_alpha) * loss + recipe.kd_alpha * distance_loss(pred, tb, weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
-        val = score(model, val_split)[0]
+        val = score(model, val_split, val_steps)[0]
         history.append(round(val, 5))
         if log:
             log(f"    epoch {epoch + 1:>3}/{recipe.epochs} step {step} loss {loss.item():.4f} val ADE {val:.4f}")

@@ -42,9 +42,20 @@ def test_smoke_writes_onnx_card_and_report(smoke_run):
     assert card.metric("ADE_m").value == pytest.approx(report["average"]["student_kd"]["ade"])
     assert "--smoke" in card.training.command and card.training.teacher
     assert set(report["scenes"]) == {"hotel", "zara1"}
-    for row in report["scenes"].values():
-        assert {"cv", "teacher", "student_kd", "student_nokd", "entry"} <= set(row)
-        assert row["entry"]["student"]["entries"] + row["entry"]["student"]["near_misses"] > 0
+    from distill.trajectory.entry import scene_of_file
+    for scene, row in report["scenes"].items():
+        assert {"cv", "teacher", "student_kd", "student_nokd", "entry", "entry_rules"} <= set(row)
+        e = row["entry"]["min_lead_1.5"]["student"]
+        assert e["entries"] + e["near_misses"] > 0
+        # each fold tunes its warning rule on val files of the other sequences only
+        assert row["entry_val_files"] and all(scene_of_file(f) != scene for f in row["entry_val_files"])
+    assert set(report["entry"]) == {"student", "cv"} and set(report["entry_default"]) == {"student", "cv"}
+    assert card.metric("entry_f1").value == pytest.approx(report["entry"]["student"]["f1"])
+    assert card.metric("entry_f1_cv_baseline").value == pytest.approx(report["entry"]["cv"]["f1"])
+    from runtime.forecast import EntryRule, entry_rules_from_notes
+    rules = entry_rules_from_notes(card.preprocess.notes)
+    assert set(rules) == {"model", "cv"}
+    assert rules["model"] == EntryRule.from_dict(report["ship"]["entry_rules"]["model"])
     json.loads((folder / "report.json").read_text())
 
 
@@ -133,3 +144,129 @@ def test_read_card_refuses_a_changed_file(tmp_path, smoke_run):
         f.write(b"\0")
     with pytest.raises(ModelCardError):
         read_card(folder)
+
+
+# ----------------------------------------------------------------------------- entry warnings
+
+from runtime.forecast import entry_times, points_in_polygon  # noqa: E402
+
+
+def _score_loop(runs, where, forecasts, zones, dt=0.4, horizon_s=3.0, near_m=1.0, obs_len=8):
+    """The straightforward loop the vectorised scorer (entry.prepare/evaluate) replaced."""
+    from distill.trajectory import entry
+
+    hsteps = int(round(horizon_s / dt))
+    warn_at: dict[tuple[int, int], np.ndarray] = {}
+    for zi, poly in enumerate(zones):
+        for r, xy in enumerate(runs.xy):
+            warn_at[(zi, r)] = np.zeros(len(xy), bool)
+        now = np.asarray([runs.xy[r][t] for r, t in where]).reshape(-1, 2)
+        warns = np.isfinite(entry_times(forecasts, dt, poly, horizon_s, starts=now))
+        warns &= ~points_in_polygon(now, poly)          # only people outside are warned
+        for (r, t), w in zip(where, warns):
+            warn_at[(zi, r)][t] = w
+    tp = fn = fp = tn = false_ev = 0
+    leads = []
+    for zi, poly in enumerate(zones):
+        for r, xy in enumerate(runs.xy):
+            warn = warn_at[(zi, r)]
+            inside = points_in_polygon(xy, poly)
+            dist = entry._dist_to_polygon(xy, poly)
+            # approaches: maximal stretches outside the zone
+            out_idx = np.flatnonzero(~inside)
+            if len(out_idx):
+                cuts = np.flatnonzero(np.diff(out_idx) != 1) + 1
+                for seg in np.split(out_idx, cuts):
+                    a, b = int(seg[0]), int(seg[-1])
+                    if b + 1 < len(xy):             # ends by stepping inside: an entry at b + 1
+                        e = b + 1
+                        steps = np.arange(max(a, obs_len - 1, e - hsteps), e)
+                        if not len(steps):
+                            continue
+                        w = steps[warn[steps]]
+                        if len(w):
+                            tp += 1
+                            leads.append((e - w[0]) * dt)
+                        else:
+                            fn += 1
+                    else:                           # never enters: a near-miss if it came close
+                        c = a + int(np.argmin(dist[a:b + 1]))
+                        if dist[c] > near_m:
+                            continue
+                        steps = np.arange(max(a, obs_len - 1, c - hsteps), c + 1)
+                        steps = steps[steps < len(xy) - 1]
+                        if not len(steps):
+                            continue
+                        if warn[steps].any():
+                            fp += 1
+                        else:
+                            tn += 1
+            # false warning events over all steps
+            idx = np.flatnonzero(warn)
+            if len(idx):
+                for ev in np.split(idx, np.flatnonzero(np.diff(idx) != 1) + 1):
+                    true = False
+                    for t in ev:
+                        fut = inside[t + 1:t + 1 + hsteps]
+                        if fut.any():
+                            true = True
+                            break
+                    known = ev[-1] + hsteps < len(xy)
+                    if not true and known:
+                        false_ev += 1
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    n = tp + fn + fp + tn
+    return entry.EntryScores(tp + fn, fp + tn, tp, fn, fp, tn, prec, rec, f1, (tp + tn) / n if n else 0.0,
+                       float(np.mean(leads)) if leads else 0.0, false_ev,
+                       false_ev / runs.hours if runs.hours else 0.0, runs.hours)
+
+
+def _zara1_decisions(n_runs=60):
+    from distill.trajectory import entry, tune
+
+    runs = entry.first_runs(entry.test_runs("zara1"), n_runs)
+    return entry, tune, tune.decisions("zara1", runs, entry.load_zones()["zara1"])
+
+
+def test_vectorised_entry_scores_equal_the_loop():
+    require_shared_data()
+    from runtime.forecast import constant_velocity
+
+    entry, tune, dec = _zara1_decisions()
+    prep = dec.prep
+    for fc in (constant_velocity(dec.obs), constant_velocity(dec.obs) + 0.3):
+        want = _score_loop(prep.runs, prep.where, fc, prep.zones)
+        assert entry.score(prep.runs, prep.where, fc, prep.zones) == want
+        assert want.entries + want.near_misses > 20
+
+
+def test_tuned_decision_is_the_runtime_decision():
+    """entry.fires (tuning and scoring) == warn_entry + EntryWarner fed forecast by forecast."""
+    require_shared_data()
+    from runtime.forecast import EntryRule, EntryWarner, constant_velocity
+
+    entry, tune, dec = _zara1_decisions(40)
+    fc = constant_velocity(dec.obs)
+    depth, times = entry.path_depth(dec.prep, fc)
+    for rule in (EntryRule(), EntryRule(2.0, 0.2, 0.1, 0.4), EntryRule(2.8, -0.1, 0.0, 0.8)):
+        want = entry.fires(dec.prep, depth, times, rule)
+        for zi, poly in enumerate(dec.prep.zones):
+            warner = EntryWarner(rule)
+            got = np.array([warner.update((int(r), zi), 0.4 * int(t), fc[i], 0.4, poly, dec.prep.now[i])
+                            for i, (r, t) in enumerate(dec.prep.where)])
+            np.testing.assert_array_equal(got, want[:, zi])
+
+
+def test_rule_choice_respects_the_lead_floor():
+    from distill.trajectory import entry, tune
+    from runtime.forecast import EntryRule
+
+    def s(f1, lead):
+        return entry.EntryScores(10, 10, 9, 1, 1, 9, 0.9, 0.9, f1, 0.9, lead, 0, 0.0, 1.0)
+
+    res = [(EntryRule(3.0), s(0.90, 2.0)), (EntryRule(2.0), s(0.93, 1.6)), (EntryRule(1.6), s(0.95, 1.3))]
+    assert tune.choose(res, 1.5)[0] == EntryRule(2.0)
+    assert tune.choose(res, 1.0)[0] == EntryRule(1.6)
+    assert tune.choose(res, 2.5)[0] == EntryRule(3.0)          # none reaches it: the longest lead

@@ -163,3 +163,66 @@ def test_entry_times_matches_predict_entry():
         e = predict_entry(p, 0.4, SQUARE, 3.0, start=np.zeros(2))
         assert (e.time_s if e.enters else np.inf) == pytest.approx(ti)
     assert np.isinf(t[0]) and t[3] < t[2] < t[1]
+
+
+# ----------------------------------------------------------------------------- the warning decision
+
+from runtime.forecast import (EntryRule, EntryWarner, depth_in_polygon, entry_rule_note,  # noqa: E402
+                              entry_rules_from_notes, warn_entry)
+
+ZONE2 = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]])
+
+
+def test_depth_in_polygon_signed_distance_to_the_boundary():
+    d = depth_in_polygon(np.array([[1.0, 1.0], [0.5, 1.0], [-1.0, 1.0], [3.0, 3.0], [2.0, 1.0]]), ZONE2)
+    np.testing.assert_allclose(d[:4], [1.0, 0.5, -1.0, -np.sqrt(2)])
+    assert abs(d[4]) < 1e-9
+    # depth >= 0 is exactly "inside" (the plain rule is the zero-margin rule)
+    pts = np.random.default_rng(0).uniform(-1, 3, (500, 2))
+    from runtime.geometry import points_in_polygon
+    np.testing.assert_array_equal(depth_in_polygon(pts, ZONE2) >= 0, points_in_polygon(pts, ZONE2))
+
+
+def _walk(y=1.0, speed=0.5, n=12, x0=-2.0):
+    start = np.array([x0, y])
+    path = start + np.stack([speed * np.arange(1, n + 1), np.zeros(n)], -1)
+    return start, path
+
+
+def test_warn_entry_margin_horizon_and_growth():
+    start, path = _walk()                  # 1.25 m/s from x = -2: enters x = 0 at 1.6 s, 0.5 m deep at 2.0 s
+    assert warn_entry(path, 0.4, ZONE2, 2.0, start)
+    assert not warn_entry(path, 0.4, ZONE2, 1.2, start)           # too short a horizon
+    assert warn_entry(path, 0.4, ZONE2, 2.0, start, margin_m=0.5)
+    assert not warn_entry(path, 0.4, ZONE2, 2.0, start, margin_m=0.6)
+    assert warn_entry(path, 0.4, ZONE2, 2.0, start, margin_m=0.35)
+    assert not warn_entry(path, 0.4, ZONE2, 2.0, start, margin_m=0.35, margin_per_s=0.1)  # 0.55 m at 2.0 s
+    # a path that only grazes the zone edge (0.2 m inside) fires plainly but not with a 0.3 m margin
+    start, path = _walk(y=0.2)
+    assert warn_entry(path, 0.4, ZONE2, 3.0, start) and not warn_entry(path, 0.4, ZONE2, 3.0, start, margin_m=0.3)
+    # someone already inside is not warned
+    assert not warn_entry(path, 0.4, ZONE2, 3.0, np.array([1.0, 1.0]))
+    # margin 0 is predict_entry
+    start, path = _walk()
+    assert warn_entry(path, 0.4, ZONE2, 3.0, start) == predict_entry(path, 0.4, ZONE2, 3.0, start).enters
+
+
+def test_entry_warner_persistence_in_seconds():
+    w = EntryWarner(EntryRule(horizon_s=3.0, persist_s=0.4))
+    start, path = _walk()
+    far_start, far_path = _walk(y=5.0)
+    # at 10 Hz: fires at 0.0, 0.1, ..., warns from 0.4 s on; one miss resets
+    got = [w.update("p1", 0.1 * i, path, 0.4, ZONE2, start) for i in range(6)]
+    assert got == [False, False, False, False, True, True]
+    assert not w.update("p1", 0.6, far_path, 0.4, ZONE2, far_start)
+    assert not w.update("p1", 0.7, path, 0.4, ZONE2, start)
+    assert not w.update("p2", 0.7, path, 0.4, ZONE2, start)        # keys are independent
+    assert EntryWarner(EntryRule()).update("p", 0.0, path, 0.4, ZONE2, start)   # no persistence: at once
+    assert EntryRule(persist_s=0.8).persist_steps(0.4) == 3
+
+
+def test_entry_rules_round_trip_through_card_notes():
+    rules = {"model": EntryRule(2.4, 0.1, 0.05, 0.4), "cv": EntryRule(2.0)}
+    notes = "Input: ... warnings: " + entry_rule_note(rules) + " (tuned on val)"
+    assert entry_rules_from_notes(notes) == rules
+    assert entry_rules_from_notes("no rule here") == {}
