@@ -73,13 +73,32 @@ class _Loader(yaml.SafeLoader):
         self.merged: dict[int, int] = {}  # id(mapping node) -> how many of its pairs came from `<<:` merges
 
     def flatten_mapping(self, node):
-        """PyYAML's flattening (merged pairs first, then the node's own), remembering how many were merged
-        so that the node's own keys may override merged ones without counting as duplicates."""
+        """YAML merge keys, the same on every PyYAML version: merged pairs first (from the last mapping
+        of a `<<: [*a, *b]` list to the first, so earlier mappings win), then the node's own pairs, which
+        win over merged ones. Remembers how many pairs were merged, so an own key overriding a merged one
+        is not reported as a duplicate."""
         if id(node) in self.merged:
             return
-        own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
-        super().flatten_mapping(node)
-        self.merged[id(node)] = len(node.value) - own
+        subs, own = [], []
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                items = [value_node] if isinstance(value_node, yaml.MappingNode) else (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else None)
+                if items is None or not all(isinstance(n, yaml.MappingNode) for n in items):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"expected a mapping or list of mappings for merging, but found {value_node.id}",
+                        value_node.start_mark)
+                for sub in items:
+                    self.flatten_mapping(sub)
+                    subs.append(list(sub.value))
+            else:
+                if key_node.tag == "tag:yaml.org,2002:value":
+                    key_node.tag = "tag:yaml.org,2002:str"
+                own.append((key_node, value_node))
+        merged = [pair for sub in reversed(subs) for pair in sub]
+        node.value = merged + own
+        self.merged[id(node)] = len(merged)
 
 
 def _compose(text: str, name: str):
