@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,7 @@ from .spec.root import SiteSpec
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 SIM_DIR = Path(__file__).resolve().parent.parent / "sim"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-CACHE_DIR = Path.home() / ".cache" / "sitewarden"
+CACHE_DIR = Path(os.environ.get("SITEWARDEN_CACHE") or Path.home() / ".cache" / "sitewarden")
 CALIBRATION_FRAMES = 48
 GATE_FRAMES = 12
 INSTALL_DIR = "/opt/sitewarden"
