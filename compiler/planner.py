@@ -22,7 +22,7 @@ TRAJECTORY_HZ = 2.5  # the forecaster runs per person at its own rate, not per f
 # quality metric per task (first one a card has; real data preferred) and its direction
 QUALITY = {
     "detector": ("AP50",),
-    "ppe": ("accuracy",),
+    "ppe": ("both_correct", "accuracy"),
     "pose": ("PCK@0.2", "OKS-AP"),
     "posture": ("accuracy",),
     "trajectory": ("ADE_m",),
@@ -75,11 +75,11 @@ class DevicePlan:
 def quality(card: ModelCard) -> float:
     """Higher is better; real-data metrics win over synthetic ones of the same name."""
     for name in QUALITY.get(card.task, ()):
-        for data in ("real", "synthetic"):
-            for m in card.metrics:
-                # "AP50" also matches per-class names such as "AP50_person"
-                if m.data == data and (m.name == name or m.name.startswith(name + "_")):
-                    return m.value if m.higher_is_better else -m.value
+        for exact in (True, False):  # "ADE_m" before "ADE_m_eth"; "AP50" also matches "AP50_person"
+            for data in ("real", "synthetic"):
+                for m in card.metrics:
+                    if m.data == data and (m.name == name if exact else m.name.startswith(name + "_")):
+                        return m.value if m.higher_is_better else -m.value
     return float("-inf")
 
 

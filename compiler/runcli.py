@@ -83,8 +83,6 @@ def run_cmd(image, key_paths, source, annotate, events_path, seconds, state, see
 @click.option("--seconds", type=float, default=20.0, show_default=True, help="Seconds of the synthetic scene to run.")
 def demo(out_dir: str, seconds: float):
     """The main job on the embedded default: keys (if missing), build specs/demo-site.yaml for host-cpu, run it."""
-    from click.testing import CliRunner  # noqa: F401  (keeps click imports in one place)
-
     from .commands import build
 
     if not (DEFAULT_DIR / PUBLIC_NAME).exists():
