@@ -15,7 +15,7 @@ from . import stages
 from .config import CameraConfig, RuntimeConfig
 from .detections import Detections
 from .events import Event, snapshot_jpeg
-from .forecast import OnnxForecaster, constant_velocity, resample
+from .forecast import OnnxForecaster, constant_velocity, entry_rules_from_notes, resample
 from .geometry import apply
 from .governor import Governor, Switch
 from .health import HealthMonitor
@@ -51,6 +51,7 @@ class _Track:
     history: deque = field(default_factory=lambda: deque(maxlen=120))
     forecast: np.ndarray | None = None
     forecast_t: float = -1e9
+    kind: str = "none"
 
 
 class CameraPipeline:
@@ -60,7 +61,7 @@ class CameraPipeline:
         high, low, new = TRACK_THRESHOLDS.get(decoder, DEFAULT_TRACK_THRESHOLDS)
         self.detect_conf = low
         self.tracker = ByteTrack(fps=camera.fps, high=high, low=low, new_track=new)
-        self.rules = CameraRules(config, camera, episode_start=device.episode_start)
+        self.rules = CameraRules(config, camera, episode_start=device.episode_start, entry_rules=device.entry_rules)
         health_rules = [r for r in config.health if not r.cameras or camera.id in r.cameras]
         self.health = HealthMonitor(camera.id, health_rules, camera.fps) if health_rules else None
         self.H = np.asarray(camera.homography) if camera.homography is not None else None
@@ -147,11 +148,12 @@ class CameraPipeline:
             tr.forecast_t = t
             fc = self.device.forecaster
             if fc is not None:
-                tr.forecast, _ = fc.forecast_track(h[:, 0], h[:, 1:])
+                tr.forecast, tr.kind = fc.forecast_track(h[:, 0], h[:, 1:])
             else:
                 obs = resample(h[:, 0], h[:, 1:], 2.5, 2)
-                tr.forecast = constant_velocity(obs[None])[0] if obs is not None else None
+                tr.forecast, tr.kind = (constant_velocity(obs[None])[0], "cv") if obs is not None else (None, "none")
         p.forecast = tr.forecast
+        p.forecast_kind = "model" if tr.kind == "model" else "cv"
         p.forecast_dt = self.device.forecaster.dt if self.device.forecaster is not None else 0.4
 
     def _event(self, a, t: float, t_epoch: float) -> Event:
@@ -169,8 +171,10 @@ class Device:
         self.governor = Governor(config)
         self.emitter = emitter
         self.forecaster = None
+        self.entry_rules = {}
         if "trajectory" in config.models:
             m = config.models["trajectory"][0]
+            self.entry_rules = entry_rules_from_notes(m.preprocess.get("notes", ""))
             rate = float(m.preprocess.get("rate_hz") or 2.5)
             obs_len = int(m.inputs[0]["shape"][1])
             pred_len = int(m.outputs[0]["shape"][1])

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import CameraConfig, RuntimeConfig, ZoneConfig
-from .forecast import predict_entry
+from dataclasses import replace
+
+from .forecast import EntryRule, EntryWarner, predict_entry
 from .geometry import points_in_polygon
 
 PPE_PRESENT = 0.5  # smoothed probability at or above which an item counts as worn
@@ -36,6 +38,7 @@ class Person:
     posture_confidence: float = 0.0
     forecast: np.ndarray | None = None  # (T, 2) ground metres, T steps of forecast_dt after now
     forecast_dt: float = 0.4
+    forecast_kind: str = "cv"  # "model" (the bundled forecaster) or "cv" (constant-velocity fallback)
     speed_mps: float | None = None
 
     @property
@@ -87,7 +90,8 @@ class _Presence:
 
 class CameraRules:
     def __init__(self, config: RuntimeConfig, camera: CameraConfig,
-                 episode_start: Callable[[str, float, float], float] | None = None):
+                 episode_start: Callable[[str, float, float], float] | None = None,
+                 entry_rules: dict[str, EntryRule] | None = None):
         self.config = config
         self.camera = camera
         self.zones: dict[str, ZoneConfig] = {z.id: z for z in camera.zones}
@@ -101,6 +105,10 @@ class CameraRules:
         self._last_alert: dict[tuple[str, int], float] = {}
         self._last_seen: dict[int, float] = {}
         self._episode_start = episode_start or (lambda key, t, gap: t)
+        # predicted-entry warning rules per forecast kind, tuned on validation data (the trajectory
+        # card records them); without them a forecast warns as soon as it enters within the zone's horizon
+        self._warners: dict[tuple[str, str], EntryWarner] = {}
+        self._entry_rules = dict(entry_rules or {})
 
     # -- helpers -----------------------------------------------------------------------------
     def _cooldown_ok(self, rule: str, track: int, t: float, cooldown: float) -> bool:
@@ -171,6 +179,15 @@ class CameraRules:
             self._check_posture(out, t, p)
         return out
 
+    def _warner(self, zone: ZoneConfig, kind: str) -> EntryWarner:
+        key = (zone.id, kind)
+        if key not in self._warners:
+            tuned = self._entry_rules.get(kind)
+            horizon = zone.predict_horizon_s
+            rule = replace(tuned, horizon_s=min(tuned.horizon_s, horizon)) if tuned else EntryRule(horizon_s=horizon)
+            self._warners[key] = EntryWarner(rule)
+        return self._warners[key]
+
     def _predict(self, out: list, t: float, p: Person, cooldown: float) -> None:
         if p.forecast is None or p.ground is None:
             return
@@ -179,13 +196,16 @@ class CameraRules:
                 continue
             if p.speed_mps is not None and p.speed_mps < zone.predict_min_speed_mps:
                 continue
-            entry = predict_entry(p.forecast, p.forecast_dt, np.asarray(zone.polygon_m), zone.predict_horizon_s,
-                                  start=p.ground)
+            polygon = np.asarray(zone.polygon_m)
+            if not self._warner(zone, p.forecast_kind).update((zone.id, p.track), t, p.forecast, p.forecast_dt,
+                                                               polygon, p.ground):
+                continue
+            entry = predict_entry(p.forecast, p.forecast_dt, polygon, zone.predict_horizon_s, start=p.ground)
             if entry.enters and entry.time_s and entry.time_s > 0:
                 self._alert(out, t, cooldown, type="predicted_entry", rule=f"predicted_entry:{zone.id}",
                             severity=zone.severity, track=p.track, confidence=p.confidence, zone=zone.id,
-                            details={"time_to_entry_s": round(entry.time_s, 2), "horizon_s": zone.predict_horizon_s},
-                            since=t)
+                            details={"time_to_entry_s": round(entry.time_s, 2), "horizon_s": zone.predict_horizon_s,
+                                     "forecast": p.forecast_kind}, since=t)
 
     def _in_scope(self, zones: tuple[str, ...], track: int) -> bool:
         return not zones or any(self.inside(z, track) for z in zones if z in self.zones)

@@ -13,11 +13,11 @@ SQUARE_PX = ((100.0, 100.0), (200.0, 100.0), (200.0, 200.0), (100.0, 200.0))
 SQUARE_M = ((0.0, 10.0), (4.0, 10.0), (4.0, 14.0), (0.0, 14.0))
 
 
-def make(zones=(), ppe=(), actions=(), cooldown=30.0):
+def make(zones=(), ppe=(), actions=(), cooldown=30.0, entry_rules=None):
     cam = CameraConfig(id="cam", source="file:x", resolution=(320, 240), fps=10.0, zones=tuple(zones))
     cfg = RuntimeConfig(site="s", timezone="UTC", device="d", role="camera", board="host-cpu", threads=1,
                         cameras=(cam,), models={}, ppe=tuple(ppe), actions=tuple(actions), cooldown_s=cooldown)
-    return CameraRules(cfg, cam)
+    return CameraRules(cfg, cam, entry_rules=entry_rules)
 
 
 def danger(inertia=3, dwell=0.0, horizon=None):
@@ -142,3 +142,14 @@ def test_schedule_follows_daylight_saving():
     assert active(((19 * 60, 20 * 60),), winter, "Europe/Berlin")
     assert active(((19 * 60, 20 * 60),), summer, "Europe/Berlin")
     assert not active(((19 * 60, 20 * 60),), summer + 3600 * 1.5, "Europe/Berlin")
+
+
+def test_tuned_entry_rule_ignores_a_forecast_that_only_grazes_the_zone():
+    from runtime.forecast import EntryRule
+
+    graze = np.array([[4.1 - 0.2 * (k + 1), 9.0 + 0.2 * (k + 1)] for k in range(12)])  # just clips the corner
+    person = lambda: at(1, 50, 150, ground=np.array([4.3, 9.0]), forecast=graze, forecast_kind="model", speed_mps=1.0)  # noqa: E731
+    plain = make([danger(horizon=3.0)])
+    assert [a.type for a in run(plain, [[person()]])] == ["predicted_entry"]
+    tuned = make([danger(horizon=3.0)], entry_rules={"model": EntryRule(horizon_s=2.8, margin_m=0.5)})
+    assert run(tuned, [[person()]] * 3) == []
