@@ -91,3 +91,4 @@ def export_onnx(model: torch.nn.Module, example: tuple[torch.Tensor, ...], path:
             raise ExportError(f"{path}: onnxruntime output {name!r} differs from torch by {err:.3g} "
                               f"(rtol {rtol}, atol {atol})")
     return path
+

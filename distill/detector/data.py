@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..cache import cached_pickle
 
 from runtime.decoders import Letterbox
 
@@ -94,17 +95,7 @@ class FrameSet:
 
 def _cached(name: str, key: dict, build):
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
-    path = cache_root() / f"{name}-{digest}.pkl"
-    if path.exists():
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-    return value
+    return cached_pickle(cache_root() / f"{name}-{digest}.pkl", build)
 
 
 def to_store(img: np.ndarray) -> tuple[np.ndarray, float]:

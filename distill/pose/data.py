@@ -23,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+
+from ..cache import cached_pickle, source_digest
 
 from ..ppe.data import context_patch
 
@@ -107,27 +108,9 @@ def cache_dir() -> Path:
     return Path(base) / "pose" if base else Path.home() / ".cache" / "sitewarden" / "pose"
 
 
-def source_digest(folder: str = "sim") -> str:
-    h = hashlib.sha256()
-    for p in sorted((ROOT / folder).glob("*.py")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def cached(name: str, key: str, build):
     digest = hashlib.sha256(f"{CACHE_VERSION}|{key}".encode()).hexdigest()[:16]
-    path = cache_dir() / f"{name}-{digest}.pkl"
-    if path.is_file():
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    data = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
-    return data
+    return cached_pickle(cache_dir() / f"{name}-{digest}.pkl", build)
 
 
 # ----------------------------------------------------------------------------- sim

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..cache import cached_pickle, source_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE_VERSION = "ppe-data-1"
@@ -102,27 +103,9 @@ def cache_dir() -> Path:
     return Path(base) / "ppe" if base else Path.home() / ".cache" / "sitewarden" / "ppe"
 
 
-def _source_digest(folder: str) -> str:
-    h = hashlib.sha256()
-    for p in sorted((ROOT / folder).glob("*.py")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def _cached(name: str, key: str, build):
     digest = hashlib.sha256(f"{CACHE_VERSION}|{key}".encode()).hexdigest()[:16]
-    path = cache_dir() / f"{name}-{digest}.pkl"
-    if path.is_file():
-        with open(path, "rb") as f:
-            return pickle.load(f)
-    data = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
-    return data
+    return cached_pickle(cache_dir() / f"{name}-{digest}.pkl", build)
 
 
 # ----------------------------------------------------------------------------- patches
@@ -186,7 +169,7 @@ def _render_source(args) -> CropSet:
 
 def _cached_source(job) -> CropSet:
     """One source, cached on its own (an interrupted render keeps what it finished)."""
-    return _cached("src", repr(job) + "|" + _source_digest("sim"), lambda: _render_source(job))
+    return _cached("src", repr(job) + "|" + source_digest("sim"), lambda: _render_source(job))
 
 
 def sim_set(recipe: SimRecipe, workers: int = 2, log=None) -> CropSet:
@@ -204,7 +187,7 @@ def sim_set(recipe: SimRecipe, workers: int = 2, log=None) -> CropSet:
             parts = [_cached_source(j) for j in jobs]
         return CropSet.concat(parts)
 
-    return _cached("sim", recipe.key() + "|" + _source_digest("sim"), build)
+    return _cached("sim", recipe.key() + "|" + source_digest("sim"), build)
 
 
 # ----------------------------------------------------------------------------- real footage
