@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.config import (
-    ActionRuleConfig, CameraConfig, HealthRuleConfig, ModelConfig, PPERuleConfig, RuntimeConfig,
+    ActionRuleConfig, CameraConfig, ClipConfig, HealthRuleConfig, ModelConfig, PPERuleConfig, RuntimeConfig,
     SinkConfig, SituationConfig, ZoneConfig,
 )
 from runtime.geometry import apply, solve_homography
@@ -139,4 +139,11 @@ def resolve_device(
         sinks=tuple(_sink(s) for s in spec.alerts.sinks),
         situations=tuple(_situation(s) for s in spec.situations),
         cooldown_s=cooldown,
+        clips=_clips(spec.alerts.clips),
     )
+
+
+def _clips(c) -> ClipConfig:
+    if c is None:
+        return ClipConfig()
+    return ClipConfig(enabled=c.enabled, pre_s=c.pre_s, post_s=c.post_s, max_mb=c.max_mb, min_severity=c.min_severity)

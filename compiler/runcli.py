@@ -44,6 +44,9 @@ def run_image(image: Path, keys: list[Path], state: Path, source: str | None, an
     if device.emitter is not None:
         device.emitter.drain(timeout=15)
         device.emitter.close()
+    if device.clips is not None:
+        device.clips.drain(timeout=15)
+        device.clips.close()
     return device
 
 

@@ -32,7 +32,9 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
         from .outbox import Emitter
 
         emitter = Emitter.from_config(config, state_dir)
-    device = Device(config, image_dir, emitter)
+    from .clips import ClipRecorder
+
+    device = Device(config, image_dir, emitter, clips=ClipRecorder.from_config(config, state_dir))
     cams = [c for c in config.cameras if c.id in device.cameras]
     if not cams:
         log(f"{config.device}: no camera to process here (role {config.role})")
@@ -94,6 +96,8 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
             s.close()
         if writer is not None:
             writer.close()
+        if device.clips is not None:
+            device.clips.flush()
         if out_events:
             out_events.close()
     return device
@@ -122,4 +126,7 @@ def main(argv=None) -> int:
     if device.emitter is not None and hasattr(device.emitter, "drain"):
         device.emitter.drain(timeout=10)
         device.emitter.close()
+    if device.clips is not None:
+        device.clips.drain(timeout=10)
+        device.clips.close()
     return 0

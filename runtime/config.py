@@ -81,6 +81,20 @@ class SinkConfig:
 
 
 @dataclass(frozen=True)
+class ClipConfig:
+    """Event clips (runtime/clips.py): a ring of the last `pre_s` seconds per camera (JPEG frames),
+    and for each alert a clip from `pre_s` before to `post_s` after it under STATE/clips/."""
+
+    enabled: bool = False
+    pre_s: float = 5.0
+    post_s: float = 5.0
+    max_mb: float = 256.0  # all clips on disk together; oldest (uploaded first) deleted beyond it
+    min_severity: str = "warning"  # events below this get no clip (model switches never do)
+    jpeg_quality: int = 80  # of the ring's frames
+    max_clip_s: float = 60.0  # events inside an open clip's window share (and extend) it up to this length
+
+
+@dataclass(frozen=True)
 class SituationConfig:
     id: str
     schedule: tuple[tuple[int, int], ...] = ()  # (start, end) minutes after local midnight; may wrap
@@ -123,6 +137,7 @@ class RuntimeConfig:
     sinks: tuple[SinkConfig, ...] = ()
     situations: tuple[SituationConfig, ...] = ()
     cooldown_s: float = 30.0
+    clips: ClipConfig = field(default_factory=ClipConfig)
     version: int = CONFIG_VERSION
 
     def to_json(self) -> bytes:

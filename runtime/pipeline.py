@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -130,8 +130,7 @@ class CameraPipeline:
             events += [c.to_event(self.config.site, self.config.device, t_epoch - t) for c in self.health.update(image, t)]
         if events:
             snap = snapshot_jpeg(image, head_boxes(people_d.xyxy, image.shape) if len(people_d) else ())
-            for e in events:
-                dev.emit(e, snap)
+            events = [dev.emit(e, snap) for e in events]
         timing["rules+events"] = (time.perf_counter() - t5) * 1e3
         return FrameResult(self.camera.id, t, people, machines, kps, events, [], timing, dev.governor.assignment())
 
@@ -165,8 +164,9 @@ class CameraPipeline:
 class Device:
     """Every camera of one image, in one process, sharing sessions, governor and outbox."""
 
-    def __init__(self, config: RuntimeConfig, image_dir: Path, emitter=None):
+    def __init__(self, config: RuntimeConfig, image_dir: Path, emitter=None, clips=None):
         self.config = config
+        self.clips = clips  # a runtime.clips.ClipRecorder, or None: alerts get no clip
         self.sessions = stages.Sessions(Path(image_dir), config.threads)
         self.governor = Governor(config)
         self.emitter = emitter
@@ -187,12 +187,20 @@ class Device:
             return self.emitter.episode_start(key, t, gap)
         return t
 
-    def emit(self, event: Event, snapshot: bytes | None) -> None:
+    def emit(self, event: Event, snapshot: bytes | None) -> Event:
+        """Store and deliver `event` (with its clip's name when it gets one); the event as emitted."""
+        if self.clips is not None:
+            name = self.clips.request(event)
+            if name is not None:
+                event = replace(event, clip=name)
         self.events.append(event)
         if self.emitter is not None:
             self.emitter.emit(event, snapshot)
+        return event
 
     def process(self, camera_id: str, image: np.ndarray, t: float, t_epoch: float) -> FrameResult:
+        if self.clips is not None:
+            self.clips.push(camera_id, t_epoch, image)
         t0 = time.perf_counter()
         result = self.cameras[camera_id].process(image, t, t_epoch)
         total = (time.perf_counter() - t0) * 1e3

@@ -12,7 +12,8 @@ An alarm that fails is logged and counted, not retried: a siren minutes late is 
 Params per kind (as ``compiler/resolve.py`` writes them):
 
 * ``file``: target (relative paths are under the runtime's state folder).
-* ``http``: target (URL), token, timeout_s.
+* ``http``: target (URL), token, timeout_s; clips (bool, default true): upload event clips
+  (``runtime/clips.py``) with PUT to :func:`clip_url`.
 * ``mqtt``: target (mqtt://host:port or mqtts://...), topic, username, password, qos.
 * ``alarm``: one of command (argv list) | gpio (sysfs value path) | http (URL); hold_s.
 * any but alarm: ``inline_snapshot`` (bool, default false): put the JPEG in the JSON as base64.
@@ -40,10 +41,12 @@ log = logging.getLogger("sitewarden.sinks")
 class DeliveryError(Exception):
     """A send that did not reach the receiver. `permanent`: do not retry; `retry_after`: seconds."""
 
-    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None):
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
+                 status: int | None = None):
         super().__init__(message)
         self.permanent = permanent
         self.retry_after = retry_after
+        self.status = status  # the HTTP status, where there was one
 
 
 def sink_name(config: SinkConfig) -> str:
@@ -171,6 +174,36 @@ class HttpSink(Sink):
         if status in (408, 429) or status >= 500:
             raise DeliveryError(f"POST {self.url}: HTTP {status}", retry_after=retry_after)
         raise DeliveryError(f"POST {self.url}: HTTP {status} (not retried)", permanent=True)
+
+    def put_clip(self, event_id: str, mp4: bytes) -> None:
+        """PUT an event's clip to :func:`clip_url`. 2xx and 409 are done; 404 (the receiver has not
+        got the event yet), 408, 429 and 5xx are retryable; other statuses are permanent."""
+        url = clip_url(self.url, event_id)
+        headers = {**self.headers, "Content-Type": "video/mp4", "Idempotency-Key": f"{event_id}/clip"}
+        req = urllib.request.Request(url, data=mp4, method="PUT", headers=headers)
+        try:
+            with self._opener.open(req, timeout=max(self.timeout_s, 30.0)) as resp:
+                resp.read()
+            return
+        except urllib.error.HTTPError as e:
+            status, retry_after = e.code, _retry_after(e.headers.get("Retry-After") if e.headers else None)
+            e.close()
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
+            raise DeliveryError(f"PUT {url}: {getattr(e, 'reason', e)}") from None
+        if status == 409:
+            return
+        if status in (404, 408, 429) or status >= 500:
+            raise DeliveryError(f"PUT {url}: HTTP {status}", retry_after=retry_after, status=status)
+        raise DeliveryError(f"PUT {url}: HTTP {status} (not retried)", permanent=True, status=status)
+
+
+def clip_url(events_url: str, event_id: str) -> str:
+    """Where an event's clip goes: ``<events url>/<id>/clip`` when the sink's URL ends in ``/events``
+    (the VMS's ``/api/events``), else ``/api/events/<id>/clip`` on the same host."""
+    parts = urllib.parse.urlsplit(events_url)
+    path = parts.path.rstrip("/")
+    path = f"{path}/{event_id}/clip" if path.endswith("/events") else f"/api/events/{event_id}/clip"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -114,6 +114,19 @@ Sink = Annotated[
 ]
 
 
+class Clips(SpecModel):
+    """Event clips (the NVR part): the device keeps the last seconds of each camera and, for every
+    alert, writes a short H.264 clip from `pre_s` before to `post_s` after it; HTTP sinks upload
+    it to the VMS (PUT <vms>/api/events/<id>/clip)."""
+
+    enabled: bool = Field(default=True, description="Record clips (set false to keep the settings but record none).")
+    pre_s: float = Field(default=5.0, ge=0, le=60, description="Seconds of video kept before each alert.")
+    post_s: float = Field(default=5.0, ge=0, le=120, description="Seconds of video recorded after each alert.")
+    max_mb: float = Field(default=256.0, gt=0, le=1_000_000,
+                          description="Disk space for all clips together; the oldest (delivered first) are deleted beyond it.")
+    min_severity: Severity = Field(default="warning", description="Events below this severity get no clip.")
+
+
 class Alerts(SpecModel):
     """Quiet times and where events go (delivered at least once, from a durable outbox)."""
 
@@ -121,3 +134,4 @@ class Alerts(SpecModel):
         default=30.0, ge=0, le=86400, description="Quiet time per rule and person after an event (de-duplication)."
     )
     sinks: list[Sink] = Field(default_factory=list, description="Where events go; all of them get every event.")
+    clips: Clips | None = Field(default=None, description="Short video clips of alerts, kept on the device and uploaded by HTTP sinks (default: none).")
