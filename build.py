@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("compiler.imagecli:inspect", "Show an image's manifest and plan (unverified)."),
     "run": ("compiler.runcli:run_cmd", "Verify an image, install it here and run it, printing events."),
     "demo": ("compiler.runcli:demo", "The main job: build the demo spec for host-cpu and run it on its sim scene."),
+    "replay": ("compiler.replay:replay", "Build a spec for host-cpu, run it on recorded footage, report events, false alarms, latency."),
     "vms": ("vms.cli:vms", "Start the VMS: event ingest, live dashboard, fleet, repository, hard samples."),
     "sim": ("sim.cli:sim", "Render a synthetic scene with ground truth."),
     "distill": ("distill.cli:distill", "Train students from teachers; export ONNX and model cards."),
