@@ -140,8 +140,8 @@ class Ingestor:
                 stmt = self._insert(e).values(
                     id=ev.id, type=ev.type, severity=ev.severity, site=ev.site, device=ev.device, camera=ev.camera,
                     zone=ev.zone, t_event=ev.t_event, received=p.received, body=p.body, snapshot=p.snapshot,
-                    false_alarm=False).on_conflict_do_nothing(index_elements=["id"])
-                created.append(c.execute(stmt).rowcount == 1)
+                    false_alarm=False).on_conflict_do_nothing(index_elements=["id"]).returning(e.c.seq)
+                created.append(c.execute(stmt).first() is not None)
             seen: dict[str, float] = {}
             for p in batch:
                 seen[p.event.device] = max(seen.get(p.event.device, 0.0), p.received)

@@ -1,0 +1,236 @@
+// sitewarden VMS dashboard: plain JS, no build step. Every piece of data reaches the page through
+// textContent or attributes set one by one, never through innerHTML, so event text stays text.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const state = { me: null, events: new Map(), order: [], selected: null, cameras: [], devices: new Map(), es: null };
+const ZONE_COLOURS = { danger: "#e5484d", restricted: "#f5a623", walkway: "#3e8ed0", work: "#7fd18b" };
+const CSRF = { "X-Sitewarden": "1" };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined && v !== false) node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return node;
+}
+
+async function api(path, opts = {}) {
+  const init = { credentials: "same-origin", ...opts, headers: { ...(opts.headers || {}) } };
+  if (init.method && init.method !== "GET") Object.assign(init.headers, CSRF);
+  if (init.json !== undefined) { init.body = JSON.stringify(init.json); init.headers["Content-Type"] = "application/json"; delete init.json; }
+  const r = await fetch(path, init);
+  if (r.status === 401) { showLogin(); throw new Error("not logged in"); }
+  if (!r.ok) throw new Error(`${r.status} ${(await r.text()).slice(0, 200)}`);
+  return r.status === 204 ? null : r.json();
+}
+
+function when(epoch) {
+  if (!epoch) return "-";
+  const d = new Date(epoch * 1000);
+  return d.toLocaleString(undefined, { hour12: false });
+}
+
+function ago(epoch) {
+  if (!epoch) return "never";
+  const s = Math.max(0, Date.now() / 1000 - epoch);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  return when(epoch);
+}
+
+function canAct() { return state.me && (state.me.role === "operator" || state.me.role === "admin"); }
+
+// --- login ------------------------------------------------------------------------------------------
+
+function showLogin() {
+  $("#login").hidden = false; $("#main").hidden = true; $("#logout").hidden = true; $("#who").textContent = "";
+  if (state.es) { state.es.close(); state.es = null; }
+}
+
+async function start() {
+  try { state.me = await api("/api/me"); } catch (e) { return; }
+  if (state.me.kind !== "user") { showLogin(); return; }
+  $("#login").hidden = true; $("#main").hidden = false; $("#logout").hidden = false;
+  $("#who").textContent = `${state.me.name} (${state.me.role})`;
+  await Promise.all([loadEvents(), loadCameras(), loadDevices()]);
+  connect();
+}
+
+$("#login").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const f = new FormData(ev.target);
+  const r = await fetch("/api/login", { method: "POST", headers: { "Content-Type": "application/json", ...CSRF },
+    body: JSON.stringify({ name: f.get("name"), password: f.get("password") }) });
+  if (!r.ok) { $("#login-error").textContent = "Wrong name or password."; return; }
+  $("#login-error").textContent = "";
+  start();
+});
+
+$("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }).catch(() => {}); showLogin(); });
+$("#only-open").addEventListener("change", renderFeed);
+
+// --- events -----------------------------------------------------------------------------------------
+
+async function loadEvents() {
+  const page = await api("/api/events?limit=100");
+  state.events.clear(); state.order = [];
+  for (const e of page.events.reverse()) upsert(e, false);
+  renderFeed();
+}
+
+function upsert(e, render = true) {
+  const known = state.events.has(e.id);
+  state.events.set(e.id, e);
+  if (!known) {
+    state.order.unshift(e.id);
+    if (state.order.length > 500) state.events.delete(state.order.pop());
+  }
+  if (!render) return;
+  const li = document.querySelector(`li.event[data-id="${CSS.escape(e.id)}"]`);
+  if (li && !($("#only-open").checked && e.acked_at)) li.replaceWith(eventItem(e));
+  else renderFeed();
+  if (state.selected === e.id) renderDetail();
+}
+
+function summary(e) {
+  const d = e.details || {};
+  const parts = [];
+  for (const [k, v] of Object.entries(d)) parts.push(`${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`);
+  return parts.join(" · ");
+}
+
+function eventItem(e) {
+  const status = e.false_alarm ? el("span", { class: "state fa", text: `false alarm (${e.acked_by || "?"})` })
+    : e.acked_at ? el("span", { class: "state", text: `acknowledged by ${e.acked_by}` }) : null;
+  const actions = el("div", { class: "actions" });
+  if (canAct() && !e.false_alarm) {
+    if (!e.acked_at) actions.append(el("button", { class: "ack", text: "Acknowledge", onclick: (ev) => { ev.stopPropagation(); act(e.id, "ack"); } }));
+    actions.append(el("button", { class: "fa", text: "False alarm", onclick: (ev) => { ev.stopPropagation(); act(e.id, "false-alarm"); } }));
+  }
+  if (status) actions.append(status);
+  return el("li", { class: `event sev-${e.severity}${e.acked_at ? " acked" : ""}${state.selected === e.id ? " selected" : ""}`,
+                    "data-id": e.id, onclick: () => { state.selected = e.id; renderFeed(); renderDetail(); } },
+    el("div", { class: "title", text: `${e.severity.toUpperCase()} · ${e.type.replace(/_/g, " ")}${e.zone ? " · " + e.zone : ""}` }),
+    el("div", { class: "meta", text: `${e.camera} @ ${e.device} · ${when(e.t_event_epoch)}${e.clip_url ? " · clip" : ""}${e.snapshot_url ? " · snapshot" : ""}` }),
+    el("div", { class: "details", text: summary(e) }),
+    actions);
+}
+
+function renderFeed() {
+  const ul = $("#feed");
+  const open = $("#only-open").checked;
+  const items = state.order.map((id) => state.events.get(id)).filter((e) => e && !(open && e.acked_at));
+  ul.replaceChildren(...items.map(eventItem));
+  const unacked = state.order.filter((id) => !state.events.get(id)?.acked_at).length;
+  $("#feed-count").textContent = `${unacked} open / ${state.order.length}`;
+}
+
+function renderDetail() {
+  const e = state.events.get(state.selected);
+  const box = $("#detail");
+  if (!e) { box.replaceChildren(el("p", { class: "muted", text: "Select an alert." })); return; }
+  const nodes = [el("div", { class: "title", text: `${e.type.replace(/_/g, " ")} on ${e.camera}` }),
+    el("div", { class: "meta", text: `event ${e.id} · track ${e.track ?? "-"} · confidence ${Number(e.confidence).toFixed(2)}` })];
+  if (e.snapshot_url) nodes.push(el("img", { src: e.snapshot_url, alt: "snapshot" }));
+  if (e.clip_url) nodes.push(el("video", { src: e.clip_url, controls: "", preload: "metadata" }));
+  nodes.push(el("pre", { text: JSON.stringify(e.details, null, 1) }));
+  if (e.note) nodes.push(el("div", { class: "meta", text: `note: ${e.note}` }));
+  box.replaceChildren(...nodes);
+}
+
+async function act(id, what) {
+  try { upsert(await api(`/api/events/${encodeURIComponent(id)}/${what}`, { method: "POST", json: {} })); }
+  catch (err) { alert(`Could not ${what}: ${err.message}`); }
+}
+
+// --- cameras and fleet ------------------------------------------------------------------------------
+
+async function loadCameras() {
+  state.cameras = (await api("/api/cameras")).cameras;
+  const wrap = $("#cameras");
+  wrap.replaceChildren(...state.cameras.map(cameraCard));
+}
+
+function cameraCard(cam) {
+  const canvas = el("canvas", { width: 320, height: 180 });
+  const card = el("div", { class: "camera", "data-camera": cam.id },
+    canvas, el("div", { class: "name", text: `${cam.id} @ ${cam.device}${cam.image_version ? " · image v" + cam.image_version : ""} · ${cam.zones.length} zone(s)` }));
+  drawCamera(canvas, cam);
+  return card;
+}
+
+function drawCamera(canvas, cam) {
+  const ctx = canvas.getContext("2d");
+  const [w, h] = cam.resolution || [1280, 720];
+  canvas.height = Math.round(canvas.width * h / w);
+  const sx = canvas.width / w, sy = canvas.height / h;
+  const zones = () => {
+    for (const z of cam.zones) {
+      if (!z.polygon_px || z.polygon_px.length < 3) continue;
+      ctx.beginPath();
+      z.polygon_px.forEach(([x, y], i) => (i ? ctx.lineTo(x * sx, y * sy) : ctx.moveTo(x * sx, y * sy)));
+      ctx.closePath();
+      const c = ZONE_COLOURS[z.kind] || "#aab4be";
+      ctx.globalAlpha = 0.25; ctx.fillStyle = c; ctx.fill();
+      ctx.globalAlpha = 1; ctx.strokeStyle = c; ctx.lineWidth = 2; ctx.stroke();
+      ctx.fillStyle = c; ctx.font = "11px system-ui";
+      ctx.fillText(z.id, z.polygon_px[0][0] * sx + 3, z.polygon_px[0][1] * sy + 12);
+    }
+  };
+  ctx.fillStyle = "#0b0d10"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  if (cam.snapshot_url) {
+    const img = new Image();
+    img.onload = () => { ctx.drawImage(img, 0, 0, canvas.width, canvas.height); zones(); };
+    img.onerror = zones;
+    img.src = cam.snapshot_url;
+  } else zones();
+}
+
+async function loadDevices() {
+  const list = (await api("/api/devices")).devices;
+  state.devices.clear();
+  for (const d of list) state.devices.set(d.id, d);
+  renderFleet();
+}
+
+function renderFleet() {
+  const rows = [...state.devices.values()].sort((a, b) => a.id.localeCompare(b.id)).map((d) => {
+    const health = d.online ? d.health : "offline";
+    return el("tr", { "data-device": d.id },
+      el("td", { text: d.id }), el("td", { text: d.board || "-" }),
+      el("td", { text: d.image_version != null ? `v${d.image_version}` : "-" }),
+      el("td", { class: `h-${health}`, text: health }), el("td", { text: ago(d.last_seen) }));
+  });
+  $("#fleet tbody").replaceChildren(...rows);
+}
+
+// --- live -------------------------------------------------------------------------------------------
+
+function connect() {
+  if (state.es) state.es.close();
+  const es = new EventSource("/api/stream");
+  state.es = es;
+  const live = $("#live");
+  es.onopen = () => { live.textContent = "live"; live.className = "live on"; };
+  es.onerror = () => { live.textContent = "reconnecting"; live.className = "live off"; };
+  es.addEventListener("event", (m) => {
+    const e = JSON.parse(m.data);
+    upsert(e);
+    const cam = state.cameras.find((c) => c.id === e.camera && c.device === e.device);
+    if (!cam) loadCameras().catch(() => {});
+    else if (e.snapshot_url) { cam.snapshot_url = e.snapshot_url; loadCameras().catch(() => {}); }
+    const dev = state.devices.get(e.device);
+    if (dev) { dev.last_seen = e.received; dev.online = true; renderFleet(); }
+  });
+  es.addEventListener("update", (m) => upsert(JSON.parse(m.data)));
+  es.addEventListener("device", (m) => { const d = JSON.parse(m.data); state.devices.set(d.id, d); renderFleet(); });
+  es.addEventListener("push", () => loadDevices().catch(() => {}));
+}
+
+setInterval(() => { if (state.me) renderFleet(); }, 15000);
+start();
