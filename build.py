@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keys": ("compiler.imagecli:keys", "Make the Ed25519 signing key pair."),
     "verify": ("compiler.imagecli:verify", "Check an image's signature, hashes, layout and board."),
     "inspect": ("compiler.imagecli:inspect", "Show an image's manifest and plan (unverified)."),
+    "flash": ("compiler.flashcli:flash", "Send an image to device agents: verify, A/B install, health check, rollback."),
+    "pack": ("compiler.flashcli:pack", "Build a device's models and tiers as a signed model pack (swapped in without restart)."),
     "run": ("compiler.runcli:run_cmd", "Verify an image, install it here and run it, printing events."),
     "demo": ("compiler.runcli:demo", "The main job: build the demo spec for host-cpu and run it on its sim scene."),
     "replay": ("compiler.replay:replay", "Build a spec for host-cpu, run it on recorded footage, report events, false alarms, latency."),

@@ -18,6 +18,21 @@ def sim_plugin(scene: str, resolution=(640, 360), fps: float = 10.0, seed: int =
     return iter(SimSource(scene, seed=seed, resolution=tuple(resolution), fps=fps, seconds=seconds))
 
 
+def live_sim_plugin(scene: str, resolution=(640, 360), fps: float = 10.0):
+    """`sim:` paced like a live camera (one frame per 1/fps of wall time, forever): the plug-in a device
+    agent on a build host gives its runtime (`python -m runtime.agent ... --sim`)."""
+    import time
+
+    start = time.monotonic()
+    for i, frame in enumerate(sim_plugin(scene, resolution, fps)):
+        now = time.monotonic()
+        if start + i / fps > now:
+            time.sleep(start + i / fps - now)
+        elif now - (start + i / fps) > 1 / fps:  # behind: a live camera does not catch up
+            start = now - i / fps
+        yield frame
+
+
 def install(image: Path, dest: Path, keys: list[Path], board: str | None = None):
     """Verify `image` and unpack it into `dest` (replaced)."""
     from runtime.image import read_image

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import launch
 from .config import RuntimeConfig
 from .image import ImageError, load_public_key, verify_dir
 from .pipeline import Device
@@ -23,7 +24,7 @@ def load_config(image_dir: Path, trusted_keys=(), board: str | None = None) -> R
 
 def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, sources: dict[str, str] | None = None,
         plugins=None, annotate: str | None = None, events_path: str | None = None, max_seconds: float | None = None,
-        log=lambda m: print(m, file=sys.stderr, flush=True), emitter=None) -> Device:
+        log=lambda m: print(m, file=sys.stderr, flush=True), emitter=None, status=None) -> Device:
     """Process every camera's source until it ends (files) or `max_seconds` of source time pass."""
     config = config or load_config(image_dir)
     state_dir = Path(state_dir)
@@ -66,6 +67,8 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
                     continue
                 result = device.process(cid, frame.image, t, start_wall + t)
                 frames += 1
+                if status is not None:  # health report + model-pack swaps (runtime/status.py)
+                    status.tick(device)
                 for k, v in result.stage_ms.items():
                     stage_sum[k] = stage_sum.get(k, 0.0) + v
                 for e in result.events:
@@ -114,15 +117,17 @@ def main(argv=None) -> int:
     ap.add_argument("--annotate", default=None)
     ap.add_argument("--events", default=None)
     ap.add_argument("--max-seconds", type=float, default=None)
+    launch.add_arguments(ap)
     args = ap.parse_args(argv)
     try:
         config = load_config(args.image_dir, args.key, args.board)
+        plugins, status = launch.plugins(args.plugin), launch.reporter(args)
     except (ImageError, OSError, ValueError) as e:
         print(f"refusing to start: {e}", file=sys.stderr)
         return 2
     emitter = None
     device = run(args.image_dir, args.state, config, annotate=args.annotate, events_path=args.events,
-                 max_seconds=args.max_seconds, emitter=emitter)
+                 max_seconds=args.max_seconds, emitter=emitter, plugins=plugins, status=status)
     if device.emitter is not None and hasattr(device.emitter, "drain"):
         device.emitter.drain(timeout=10)
         device.emitter.close()
