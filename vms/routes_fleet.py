@@ -222,11 +222,12 @@ def _image_meta(path, trusted_keys) -> dict:
 
 
 @router.post("/api/artifacts", status_code=201, summary="Upload an image (.swimg) or model pack (.swpack) (admin)")
-async def upload_artifact(request: Request, who: Who, kind: str = Query(..., pattern="^(image|pack)$"),
-                          name: str = Query("upload")):
+async def upload_artifact(request: Request, who: Who, kind: str | None = None, name: str = "upload"):
     """The body is the file. Images are read (manifest, config.json: cameras and zones) and, when
     the VMS has trusted keys (``--key``), their signature is checked (``verified``)."""
     require_role(who, "admin")
+    if kind not in ("image", "pack"):
+        raise HTTPException(400, "kind: image or pack")
     st = _state(request)
     tmp = st.store.data / "repo" / f".upload-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}"
     sha, size = hashlib.sha256(), 0
