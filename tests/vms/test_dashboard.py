@@ -1,0 +1,95 @@
+"""The dashboard in a real browser: Debian's chromium, headless, driven by Playwright (never
+`playwright install`). Skips without chromium or playwright, FAILS under CI=true."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import ADMIN_PW, make_event, skip_or_fail, tiny_jpeg
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("playwright is not installed (pip install -e '.[dev]')")
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        skip_or_fail("Debian's chromium is missing (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                              args=["--no-sandbox", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+def login(page, url):
+    page.goto(url)
+    page.fill("#login input[name=name]", "admin")
+    page.fill("#login input[name=password]", ADMIN_PW)
+    page.click("#login button[type=submit]")
+    page.wait_for_selector("#live.on", timeout=15000)  # logged in and the SSE stream is open
+
+
+def test_a_live_event_appears_and_is_acknowledged(server, browser):
+    token = server.add_device("cam-1")
+    h = {"Authorization": f"Bearer {token}"}
+    httpx.post(f"{server.url}/api/devices/status", json={"image_version": 4, "board": "rk3588", "health": "ok"},
+               headers=h).raise_for_status()
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    login(page, server.url)
+    assert page.inner_text("#fleet tbody").count("cam-1") == 1
+    jpeg = tiny_jpeg()
+    ev = make_event(7, details={"time_in_zone_s": 2.5})
+    r = httpx.post(f"{server.url}/api/events", content=ev.with_snapshot(jpeg).to_json(snapshot_jpeg=jpeg), headers=h)
+    assert r.status_code == 201
+    row = page.wait_for_selector(f'li.event[data-id="{ev.id}"]', timeout=10000)  # pushed by SSE, no reload
+    assert "zone intrusion" in row.inner_text() and "crane-swing" in row.inner_text()
+    row.click()
+    page.wait_for_selector("#detail img")
+    page.click(f'li.event[data-id="{ev.id}"] button.ack')
+    page.wait_for_selector(f'li.event[data-id="{ev.id}"] .state', timeout=10000)
+    assert "acknowledged by admin" in page.inner_text(f'li.event[data-id="{ev.id}"] .state')
+    stored = httpx.get(f"{server.url}/api/events/{ev.id}", headers=server.login()).json()
+    assert stored["acked_by"] == "admin"
+    # an acknowledgement made elsewhere (another operator) shows up live too
+    ev2 = make_event(8)
+    httpx.post(f"{server.url}/api/events", content=ev2.to_json(), headers=h).raise_for_status()
+    page.wait_for_selector(f'li.event[data-id="{ev2.id}"]')
+    httpx.post(f"{server.url}/api/events/{ev2.id}/false-alarm", json={"note": "a shadow"},
+               headers=server.login()).raise_for_status()
+    page.wait_for_selector(f'li.event[data-id="{ev2.id}"] .state.fa', timeout=10000)
+    assert not dialogs and not errors
+
+
+def test_event_text_is_shown_as_text_never_as_markup(server, browser):
+    token = server.add_device("cam-1")
+    h = {"Authorization": f"Bearer {token}"}
+    payload = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.__pwned=2</script>'
+    page = browser.new_page()
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    login(page, server.url)
+    ev = make_event(1, zone='<b id="zz">bold</b>', details={"note": payload})
+    httpx.post(f"{server.url}/api/events", content=ev.to_json(), headers=h).raise_for_status()
+    row = page.wait_for_selector(f'li.event[data-id="{ev.id}"]', timeout=10000)
+    row.click()
+    page.wait_for_selector("#detail pre")
+    page.wait_for_timeout(300)
+    assert payload in row.inner_text()  # the markup is visible as text
+    assert '<b id="zz">bold</b>' in row.inner_text()
+    assert page.query_selector("#feed img") is None and page.query_selector("#detail img") is None
+    assert page.query_selector("#zz") is None and page.query_selector("#feed script") is None
+    assert page.evaluate("window.__pwned") is None
+    assert not dialogs
+    assert json.loads(page.inner_text("#detail pre"))["note"] == payload
