@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vms": ("vms.cli:vms", "Start the VMS: event ingest, live dashboard, fleet, repository, hard samples."),
     "sim": ("sim.cli:sim", "Render a synthetic scene with ground truth."),
     "distill": ("distill.cli:distill", "Train students from teachers; export ONNX and model cards."),
+    "teacher-round": ("vms.teachercli:teacher_round",
+                      "VMS teacher loop: label hard samples, fine-tune the student, gate on the real holdout."),
 }
 
 
