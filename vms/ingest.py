@@ -4,7 +4,7 @@ requests that arrive while a commit is in flight share the next one.
 One writer thread owns all event inserts. A request parses and checks its event (the format is
 ``runtime.events``; nothing is redefined here), writes the snapshot file (fsync'd), and hands the
 row to the writer, then waits. The writer takes everything queued (up to ``MAX_BATCH``), inserts
-each row with ``ON CONFLICT (id) DO NOTHING`` in one transaction, commits (one fsync on SQLite
+each row with one multi-row ``INSERT .. ON CONFLICT (id) DO NOTHING`` in one transaction, commits (one fsync on SQLite
 with synchronous=FULL; one WAL flush on PostgreSQL) and answers every waiting request: *created*
 or *duplicate* with the stored row. So the same event POSTed N times, concurrently or in
 sequence, is stored once and every POST gets the same row back. If a batch fails, its rows are
@@ -132,21 +132,27 @@ class Ingestor:
                 log.exception("live feed publish failed")
 
     def _write(self, batch: list[Pending]):
+        """One transaction for the batch: a single multi-row INSERT .. ON CONFLICT (id) DO NOTHING
+        RETURNING id (the first POST of an id in the batch is the one that creates it), the
+        devices' last_seen, and one SELECT of the stored rows to answer with."""
         e = db.events
-        created: list[bool] = []
+        first: dict[str, int] = {}
+        values = []
+        for k, p in enumerate(batch):
+            ev = p.event
+            if ev.id in first:
+                continue
+            first[ev.id] = k
+            values.append(dict(id=ev.id, type=ev.type, severity=ev.severity, site=ev.site, device=ev.device,
+                               camera=ev.camera, zone=ev.zone, t_event=ev.t_event, received=p.received, body=p.body,
+                               snapshot=p.snapshot, false_alarm=False))
+        seen: dict[str, float] = {}
+        for p in batch:
+            seen[p.event.device] = max(seen.get(p.event.device, 0.0), p.received)
         with self.store.engine.begin() as c:
-            for p in batch:
-                ev = p.event
-                stmt = self._insert(e).values(
-                    id=ev.id, type=ev.type, severity=ev.severity, site=ev.site, device=ev.device, camera=ev.camera,
-                    zone=ev.zone, t_event=ev.t_event, received=p.received, body=p.body, snapshot=p.snapshot,
-                    false_alarm=False).on_conflict_do_nothing(index_elements=["id"]).returning(e.c.seq)
-                created.append(c.execute(stmt).first() is not None)
-            seen: dict[str, float] = {}
-            for p in batch:
-                seen[p.event.device] = max(seen.get(p.event.device, 0.0), p.received)
+            stmt = self._insert(e).values(values).on_conflict_do_nothing(index_elements=["id"]).returning(e.c.id)
+            new_ids = set(c.execute(stmt).scalars())
             for dev, t in seen.items():
                 c.execute(update(db.devices).where(db.devices.c.id == dev).values(last_seen=t))
-            ids = list({p.event.id for p in batch})
-            rows = {r.id: r for r in c.execute(select(e).where(e.c.id.in_(ids)))}
-        return [(p, made, rows[p.event.id]) for p, made in zip(batch, created)]
+            rows = {r.id: r for r in c.execute(select(e).where(e.c.id.in_(list(first))))}
+        return [(p, p.event.id in new_ids and first[p.event.id] == k, rows[p.event.id]) for k, p in enumerate(batch)]
