@@ -33,6 +33,7 @@ AGENT_VERSION = "1"
 MAX_UPLOAD = 512 << 20
 MAX_KEY_BYTES = 16 << 10
 CHUNK = 256 << 10
+PACK_FRAMES = 5  # frames a runtime must process with a new pack before it counts as taken
 HTTP_FOR = {"ok": 200, "refused": 422, "rolled_back": 500}
 
 
@@ -83,6 +84,7 @@ class Agent:
     def _bootable(self, rec: dict) -> str | None:
         """The active slot if its folder verifies, else the other good one (recorded), else None."""
         order = [rec["active"]] + [s for s in SLOTS if s != rec["active"]]
+        problems = []
         for slot in order:
             meta = rec["slots"].get(slot)
             if not slot or not meta or meta.get("state") not in ("good", "trial"):
@@ -91,14 +93,19 @@ class Agent:
                 verify_dir(self.state.slot_dir(rec, slot), list(self.state.trusted().values()), self.board)
             except ImageError as e:
                 meta["state"] = "failed"
-                self._error(rec, f"slot {slot} does not verify at boot: {e}")
-                self.state.save_boot(rec)
+                problems.append(f"slot {slot} does not verify at boot: {e}")
                 continue
-            if slot != rec["active"]:
-                self._error(rec, f"slot {rec['active']} is not bootable; booting slot {slot}")
-                rec["active"], rec["previous"] = slot, None
-                self.state.save_boot(rec)
+            if problems:
+                self._error(rec, "; ".join(problems) + f"; booting slot {slot} (version {meta['image_version']})")
+            rec["active"] = slot
+            if slot != order[0]:
+                rec["previous"] = None
+            self.state.save_boot(rec)
             return slot
+        if problems:
+            self._error(rec, "; ".join(problems) + "; no slot to boot")
+            rec["active"] = None
+            self.state.save_boot(rec)
         return None
 
     def _start(self, slot: str) -> int:
@@ -146,10 +153,14 @@ class Agent:
         name = f"{target}-g{gen}"
         tmp = self.state.slots_dir / f".tmp-{name}"
         shutil.rmtree(tmp, ignore_errors=True)
-        verified.extract(tmp)
-        fsync_tree(tmp)
-        tmp.rename(self.state.slots_dir / name)
-        fsync_dir(self.state.slots_dir)
+        try:
+            verified.extract(tmp)
+            fsync_tree(tmp)
+            tmp.rename(self.state.slots_dir / name)
+            fsync_dir(self.state.slots_dir)
+        except OSError as e:  # e.g. a full disk: nothing was switched
+            shutil.rmtree(tmp, ignore_errors=True)
+            return _verdict("refused", f"cannot write slot {target}: {e}")
         try:
             verify_dir(self.state.slots_dir / name, keys, self.board)  # what is on disk, read back
         except ImageError as e:
@@ -173,8 +184,11 @@ class Agent:
         shutil.rmtree(self.state.packs_dir / target, ignore_errors=True)  # packs were for the old image
         self.log(f"slot {target}: {m.site}/{m.device} version {m.image_version} installed; switching")
         t2 = time.monotonic()
-        pid = self._start(target)
-        ok, why = self.sup.wait_healthy(self.health_timeout)
+        try:
+            pid = self._start(target)
+            ok, why = self.sup.wait_healthy(self.health_timeout)
+        except Exception as e:  # cannot even start it: the same rollback as a crash
+            pid, ok, why = None, False, f"the runtime could not be started: {type(e).__name__}: {e}"
         timings["health_s"] = round(time.monotonic() - t2, 3)
         info = {"slot": target, "image_version": m.image_version, "device": m.device, "site": m.site, "sha256": sha}
         if ok:
@@ -197,8 +211,11 @@ class Agent:
             self.state.save_boot(rec)
         back = None
         if previous is not None:
-            self._start(previous)
-            back, _ = self.sup.wait_healthy(self.health_timeout)
+            try:
+                self._start(previous)
+                back, _ = self.sup.wait_healthy(self.health_timeout)
+            except Exception as e:  # the watchdog keeps trying; the boot record already names `previous`
+                self.log(f"slot {previous}: could not restart the runtime: {type(e).__name__}: {e}")
         timings["total_s"] = round(time.monotonic() - t0 + received_s, 3)
         return _verdict("rolled_back", f"version {m.image_version} failed on slot {target} ({why}); "
                         + (f"slot {previous} runs again" if previous else "no previous slot to run"),
@@ -247,18 +264,22 @@ class Agent:
             self.state.save_boot(rec)
         pid_before = self.sup.proc.pid if self.sup.proc is not None and self.sup.proc.poll() is None else None
         swapped, why = self._wait_pack(m.image_version, pid_before)
-        if not swapped and why.startswith("the runtime refused"):
-            with self.rec_lock:  # put the previous pack back
+        if not swapped:
+            with self.rec_lock:  # put the previous pack back, and the runtime on it if the new one killed it
                 if old:
                     atomic_write(folder / POINTER, (old + "\n").encode())
                 else:
                     (folder / POINTER).unlink(missing_ok=True)
                 rec = self.state.boot()
                 rec["slots"][slot].update(pack_version=have, pack=old)
-                self._error(rec, f"pack {m.image_version}: {why}")
+                self._error(rec, f"pack {m.image_version} rolled back: {why}")
                 self.state.save_boot(rec)
             shutil.rmtree(folder / name, ignore_errors=True)
-            return _verdict("rolled_back", why, pack_version=have)
+            back = None
+            if self.sup.proc is None or self.sup.proc.poll() is not None or self.sup.proc.pid != pid_before:
+                self._start(slot)
+                back, _ = self.sup.wait_healthy(self.health_timeout)
+            return _verdict("rolled_back", why, pack_version=have, restarted_healthy=back)
         if old and old != name:
             shutil.rmtree(folder / old, ignore_errors=True)
         pid_after = self.sup.proc.pid if self.sup.proc is not None and self.sup.proc.poll() is None else None
@@ -267,18 +288,29 @@ class Agent:
                         timings={"receive_s": round(received_s, 3), "total_s": round(time.monotonic() - t0 + received_s, 3)})
 
     def _wait_pack(self, version: int, pid: int | None, timeout: float = 30.0) -> tuple[bool, str]:
+        """Until the running runtime reports the pack swapped in and PACK_FRAMES more frames processed
+        with it; False with the reason when it refuses the pack or dies."""
         if pid is None:
             return True, f"pack {version} installed; the runtime is not running and loads it when it starts"
         deadline = time.monotonic() + timeout
+        swapped_at = None
         while time.monotonic() < deadline:
+            p = self.sup.proc
+            if p is None or p.pid != pid or p.poll() is not None:
+                return False, f"the runtime stopped after the pack was installed: {self.sup.log_tail()}"
             rep = self.sup.report()
             if rep and rep.get("pid") == pid:
                 if rep.get("pack_version") == version:
-                    return True, f"pack {version} swapped in by the running runtime (pid {pid}, no restart)"
-                if rep.get("pack_error") and f"p{version}-" in rep["pack_error"]:
+                    swapped_at = rep["frames"] if swapped_at is None else swapped_at
+                    if rep["frames"] >= swapped_at + PACK_FRAMES:
+                        return True, (f"pack {version} swapped in by the running runtime (pid {pid}, no restart); "
+                                      f"{rep['frames'] - swapped_at} frames since")
+                elif rep.get("pack_error") and f"p{version}-" in rep["pack_error"]:
                     return False, f"the runtime refused the pack: {rep['pack_error']}"
             time.sleep(0.1)
-        return True, f"pack {version} installed; the runtime has not confirmed it within {timeout:.0f} s"
+        if swapped_at is None:
+            return False, f"the runtime did not take the pack within {timeout:.0f} s"
+        return False, f"the runtime stopped processing frames after the pack swap (within {timeout:.0f} s)"
 
     # -- keys ----------------------------------------------------------------------------------
     def add_key(self, pem: bytes) -> tuple[int, dict]:

@@ -17,6 +17,15 @@ STOP_TIMEOUT_S = 10.0
 STALE_S = 15.0  # a status file older than this means the runtime stopped processing frames
 
 
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a parent that is gone counts as stopped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class Supervisor:
     def __init__(self, state: State, python: str = sys.executable, plugins: tuple[str, ...] = (),
                  pythonpath: tuple[str, ...] = (), extra_args: tuple[str, ...] = (), log=print):
@@ -122,9 +131,9 @@ class Supervisor:
                 except OSError:
                     break
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.1)
-            if not Path(f"/proc/{pid}").exists():
+            if not _alive(pid):
                 break
         self.pid_file.unlink(missing_ok=True)
         return pid
