@@ -8,8 +8,9 @@ An event is matched to a ground-truth person by its track's box in the frame tha
 (IoU >= MATCH_IOU with the person's box in the nearest truth frame), then judged by its type:
 
 =================  ===============================================================================
-zone_intrusion,    the person is inside the zone (truth's zone membership, which also covers
-zone_dwell         machine-following radius zones) at some frame within `tol_s` of the event
+zone_intrusion,    the person is inside the zone (truth's zone membership) at some frame within
+zone_dwell         `tol_s` of the event; for a machine-radius zone (which follows *every* machine),
+                   within ``radius_m + tol_m`` of any machine's ground position
 ppe_violation      every item the event says is missing is really absent on that person
 posture            the person is ``falling`` or ``fallen`` within `tol_s` before/after the event
 predicted_entry    the person is inside the zone within ``horizon_s + tol_s`` after the warning
@@ -47,6 +48,8 @@ class TruthFrame:
     postures: list[str]
     in_zones: list[frozenset]
     faults: tuple[str, ...] = ()
+    ground: np.ndarray | None = None  # (N, 2) metres: the persons' feet
+    machines: np.ndarray | None = None  # (M, 2) metres: the machines' ground positions
 
 
 @dataclass
@@ -89,9 +92,13 @@ class Truth:
         coco = json.loads((folder / "annotations.json").read_text())
         scene = json.loads((folder / "scene.json").read_text()) if (folder / "scene.json").exists() else {}
         by_image: dict[int, list[dict]] = {}
+        machines: dict[int, list[dict]] = {}
+        machine_cat = next((c["id"] for c in coco["categories"] if c["name"] == "machine"), -1)
         for a in coco["annotations"]:
             if a["category_id"] == 1 and not a.get("ignore"):
                 by_image.setdefault(a["image_id"], []).append(a)
+            elif a["category_id"] == machine_cat:
+                machines.setdefault(a["image_id"], []).append(a)
         frames = []
         for im in sorted(coco["images"], key=lambda im: im["frame_index"]):
             anns = by_image.get(im["id"], [])
@@ -101,7 +108,10 @@ class Truth:
             frames.append(TruthFrame(float(im["t"]), np.array([a["track_id"] for a in anns], int), boxes,
                                      np.array([x["helmet"] for x in at], bool), np.array([x["vest"] for x in at], bool),
                                      [x["posture"] for x in at], [frozenset(x["in_zones"]) for x in at],
-                                     tuple(im.get("faults") or ())))
+                                     tuple(im.get("faults") or ()),
+                                     np.array([x["ground_xy"] for x in at], float).reshape(-1, 2),
+                                     np.array([a["attributes"]["ground_xy"] for a in machines.get(im["id"], [])],
+                                              float).reshape(-1, 2)))
         fps = float(scene.get("fps") or coco.get("info", {}).get("fps") or 10.0)
         return cls(frames, list(scene.get("events") or []), list(scene.get("faults") or []), fps)
 
@@ -126,10 +136,12 @@ class Truth:
         out, events = [], []
         for t, tr in frames:
             p = tr[tr.is_person]
+            m = tr[~tr.is_person]
             out.append(TruthFrame(float(t), np.asarray(p.track_ids, int), np.asarray(p.boxes, float).reshape(-1, 4),
                                   np.asarray(p.helmet, bool), np.asarray(p.vest, bool), list(p.postures),
                                   [frozenset(z for z, m in p.in_zones.items() if m[k]) for k in range(len(p))],
-                                  tuple(tr.faults)))
+                                  tuple(tr.faults), np.asarray(p.ground_xy, float).reshape(-1, 2),
+                                  np.asarray(m.ground_xy, float).reshape(-1, 2)))
             events.extend(tr.events)
         faults = [{"kind": f.kind, "start_s": f.start, "end_s": None if f.end == float("inf") else f.end}
                   for f in (spec.faults if spec is not None else ())]
@@ -173,6 +185,17 @@ def _in_zone(truth: Truth, gid: int, zone: str, t0: float, t1: float) -> bool:
     return False
 
 
+def _near_machine(truth: Truth, gid: int, radius_m: float, t0: float, t1: float) -> bool:
+    """Within `radius_m` of any machine (a spec's `around: {class: machine}` follows every machine)."""
+    for fr in truth.between(t0, t1):
+        if fr.ground is None or fr.machines is None or not len(fr.machines):
+            continue
+        for k, tid in enumerate(fr.track_ids):
+            if tid == gid and np.min(np.hypot(*(fr.machines - fr.ground[k]).T)) <= radius_m:
+                return True
+    return False
+
+
 def _fault_active(truth: Truth, check: str, t0: float, t1: float) -> bool:
     for f in truth.faults:
         if FAULT_CHECK.get(f["kind"]) == check:
@@ -182,7 +205,8 @@ def _fault_active(truth: Truth, check: str, t0: float, t1: float) -> bool:
     return False
 
 
-def judge(o: Observed, truth: Truth, config: RuntimeConfig, tol_s: float = 1.0) -> tuple[bool, int | None]:
+def judge(o: Observed, truth: Truth, config: RuntimeConfig, tol_s: float = 1.0,
+          tol_m: float = 1.5) -> tuple[bool, int | None]:
     """(true alarm?, the truth person it points at)."""
     e, t = o.event, o.t
     if e.type == "camera_health":
@@ -193,6 +217,9 @@ def judge(o: Observed, truth: Truth, config: RuntimeConfig, tol_s: float = 1.0) 
     if gid is None:
         return False, None
     if e.type in ("zone_intrusion", "zone_dwell"):
+        zone = next((z for c in config.cameras for z in c.zones if z.id == e.zone and c.id == e.camera), None)
+        if zone is not None and zone.shape == "around" and zone.radius_m:
+            return _near_machine(truth, gid, zone.radius_m + tol_m, t - tol_s, t + tol_s), gid
         return _in_zone(truth, gid, e.zone, t - tol_s, t + tol_s), gid
     if e.type == "predicted_entry":
         horizon = float(e.details.get("horizon_s") or 3.0)
@@ -235,9 +262,12 @@ def _recall(verdicts, truth: Truth, config: RuntimeConfig, tol_s: float) -> dict
     t_end = truth.frames[-1].t if truth.frames else 0.0
     true = [(o, gid) for o, ok, gid in verdicts if ok]
     out = {}
-    entries = [e for e in truth.events if e["type"] == "zone_entry" and e["t"] <= t_end - tol_s]
+    alarming = {z.id for c in config.cameras for z in c.zones if z.kind in ("danger", "restricted")}
+    entries = [e for e in truth.events if e["type"] == "zone_entry" and e["zone"] in alarming and e["t"] <= t_end - tol_s]
+    # caught: a true intrusion for that person and zone soon after the entry, or one within the
+    # cooldown before it (a re-entry inside the cooldown is rightly not raised again)
     caught = sum(any(o.event.type in ("zone_intrusion", "zone_dwell") and o.event.zone == e["zone"] and gid == e["track_id"]
-                     and e["t"] - tol_s <= o.t <= e["t"] + 3.0 for o, gid in true) for e in entries)
+                     and e["t"] - config.cooldown_s <= o.t <= e["t"] + 3.0 for o, gid in true) for e in entries)
     out["zone_entries"] = {"truth": len(entries), "caught": caught}
     falls = [e for e in truth.events if e["type"] == "fall" and e["t"] <= t_end - 3.0]
     caught = sum(any(o.event.type == "posture" and gid == e["track_id"] and o.t >= e["t"] - tol_s for o, gid in true)
