@@ -173,10 +173,15 @@ def poll_agent(st, device_id: str) -> dict:
         report = client.status(row.agent_url, row.agent_token or "")
     except client.AgentError as e:
         report = {"health": "unknown", "error": str(e)}
-    active = report.get("slots", {}).get(report.get("active")) if isinstance(report.get("slots"), dict) else None
-    if isinstance(active, dict):
-        report.setdefault("image_version", active.get("image_version"))
+    slots = report.get("slots") if isinstance(report.get("slots"), dict) else {}
+    active = slots.get(report.get("active")) if report.get("active") else None
+    if isinstance(active, dict):  # the agent's status: slots, active slot, runtime health
+        for k in ("image_version", "site", "board"):
+            report.setdefault(k, active.get(k))
         report.setdefault("image_sha256", active.get("sha256"))
+    rt = report.get("runtime")
+    if isinstance(rt, dict) and "health" not in report:
+        report["health"] = "ok" if rt.get("healthy") else "degraded" if rt.get("running") else "failed"
     return _store_status(st, device_id, report, "system")
 
 
