@@ -35,6 +35,7 @@ def login(page, url):
     page.fill("#login input[name=password]", ADMIN_PW)
     page.click("#login button[type=submit]")
     page.wait_for_selector("#live.on", timeout=15000)  # logged in and the SSE stream is open
+    assert not page.is_visible("#login") and page.is_visible("#feed-panel")
 
 
 def test_a_live_event_appears_and_is_acknowledged(server, browser):
