@@ -32,7 +32,7 @@ class ReplayRun:
     read_ms: list[float] = field(default_factory=list)
     stage_ms: dict[str, list[float]] = field(default_factory=dict)
     observed: list = field(default_factory=list)  # groundtruth.Observed
-    tracks: list = field(default_factory=list)  # (t, track ids, boxes) per frame, for tracking metrics
+    tracks: list = field(default_factory=list)  # (t, track ids, boxes, PPE dicts) per frame
     device: object = None
 
 
@@ -77,7 +77,8 @@ def replay_image(image_dir: Path, config, source: str, camera_id: str, *, second
             for k, v in result.stage_ms.items():
                 run.stage_ms.setdefault(k, []).append(v)
             boxes = {p.track: p.box for p in result.people}
-            run.tracks.append((t, np.array(list(boxes), int), np.array(list(boxes.values()), float).reshape(-1, 4)))
+            run.tracks.append((t, np.array(list(boxes), int), np.array(list(boxes.values()), float).reshape(-1, 4),
+                               [p.ppe for p in result.people]))
             for e in result.events:
                 run.observed.append(Observed(e, t, boxes.get(e.track)))
                 recent.append((t, e.severity, f"{e.type} #{e.track} {e.zone or ''}"))
@@ -150,6 +151,50 @@ def format_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
+class ReplayError(Exception):
+    """A spec that cannot be replayed (invalid, no such camera, nothing to build); the message says why."""
+
+
+def prepare(spec_path: str | Path, out: Path, camera_id: str | None = None):
+    """Build SPEC for host-cpu under `out/images` (the builder's cache makes it quick) and install the
+    image that analyses `camera_id` (default: the first camera) under `out/installed`:
+    (image dir, RuntimeConfig, image path)."""
+    from runtime.app import load_config
+
+    from .boards import load_board_profiles
+    from .builder import BuildError, build_images
+    from .keys import DEFAULT_DIR, PRIVATE_NAME, PUBLIC_NAME, new_key_pair
+    from .planner import PlanError
+    from .runcli import install
+    from .spec import load_spec
+
+    profiles = load_board_profiles()
+    result = load_spec(spec_path, boards=profiles)
+    if not result.ok:
+        raise ReplayError("invalid spec:\n" + "\n".join(str(e) for e in result.errors))
+    spec = result.spec
+    cams = [c.id for c in spec.cameras]
+    camera_id = camera_id or cams[0]
+    if camera_id not in cams:
+        raise ReplayError(f"no camera '{camera_id}' (cameras: {', '.join(cams)})")
+    keys = DEFAULT_DIR
+    if not (keys / PRIVATE_NAME).exists():  # a replay is host-only: a throw-away key will do
+        keys = Path(tempfile.mkdtemp(prefix="sitewarden-replay-keys-"))
+        new_key_pair(keys)
+    try:
+        built = build_images(spec, Path(spec_path), result.document.files, profiles["host-cpu"], out / "images",
+                             key_path=str(keys / PRIVATE_NAME), progress=lambda m: None)
+    except (BuildError, PlanError) as e:
+        raise ReplayError(str(e)) from None
+    for b in built:
+        image_dir = out / "installed" / b.device
+        install(b.path, image_dir, [keys / PUBLIC_NAME])
+        config = load_config(image_dir)
+        if any(c.id == camera_id and c.detect_here for c in config.cameras):
+            return image_dir, config, b.path
+    raise ReplayError(f"camera '{camera_id}' is not analysed by any host-cpu device")
+
+
 def _source_and_truth(source: str, truth: str | None) -> tuple[str, Path | None]:
     p = Path(source)
     if p.is_dir():  # a `build.py sim` folder
@@ -183,49 +228,21 @@ def load_truth(path: Path, fps: float):
 @click.option("--seed", default=0, show_default=True, help="Seed of a sim: source.")
 def replay(spec_path, source, camera_id, truth, seconds, annotate, events_path, json_path, out_dir, seed):
     """Build SPEC for host-cpu, run it on recorded footage and report events, false alarms and latency."""
-    from runtime.app import load_config
     from runtime.sources import SourceError
 
-    from .builder import BuildError, build_images
-    from .commands import _boards_or_exit, _load_or_exit
-    from .keys import DEFAULT_DIR, PRIVATE_NAME, PUBLIC_NAME, new_key_pair
-    from .spec import load_spec
-    from .planner import PlanError
-    from .runcli import install, sim_plugin
+    from .runcli import sim_plugin
 
     out = Path(out_dir)
-    profiles = _boards_or_exit()
-    result = load_spec(spec_path, boards=profiles)
-    spec = _load_or_exit(spec_path, profiles)
-    cams = [c.id for c in spec.cameras]
-    camera_id = camera_id or cams[0]
-    if camera_id not in cams:
-        click.echo(f"{spec_path}: no camera '{camera_id}' (cameras: {', '.join(cams)})", err=True)
-        sys.exit(2)
-    keys = DEFAULT_DIR
-    if not (keys / PRIVATE_NAME).exists():  # a replay is host-only: a throw-away key will do
-        keys = Path(tempfile.mkdtemp(prefix="sitewarden-replay-keys-"))
-        new_key_pair(keys)
     try:
-        built = build_images(spec, Path(spec_path), result.document.files, profiles["host-cpu"], out / "images",
-                             key_path=str(keys / PRIVATE_NAME), progress=lambda m: None)
-    except (BuildError, PlanError) as e:
+        image_dir, config, image = prepare(spec_path, out, camera_id)
+    except ReplayError as e:
         click.echo(f"{spec_path}: {e}", err=True)
         sys.exit(2)
-    config = image_dir = None
-    for b in built:
-        image_dir = out / "installed" / b.device
-        install(b.path, image_dir, [keys / PUBLIC_NAME])
-        config = load_config(image_dir)
-        if any(c.id == camera_id and c.detect_here for c in config.cameras):
-            break
-    else:
-        click.echo(f"{spec_path}: camera '{camera_id}' is not analysed by any host-cpu device", err=True)
-        sys.exit(2)
+    camera_id = camera_id or next(c.id for c in config.cameras if c.detect_here)
     src, truth_path = _source_and_truth(source, truth)
     cam = next(c for c in config.cameras if c.id == camera_id)
     plugins = {"sim": lambda scene, resolution=(640, 360), fps=10.0: sim_plugin(scene, resolution, fps, seed, seconds)}
-    click.echo(f"replay: {spec_path} camera {camera_id} on {src} ({b.path.name})", err=True)
+    click.echo(f"replay: {spec_path} camera {camera_id} on {src} ({image.name})", err=True)
     try:
         run = replay_image(image_dir, config, src, camera_id, seconds=seconds, plugins=plugins, annotate=annotate,
                            clips_dir=out / "state",

@@ -159,7 +159,7 @@ def test_tracking_motmetrics_on_crane_swing(tmp_path, keys):
     mm = pytest.importorskip("motmetrics")
     run, truth, _, _ = run_scene(tmp_path, keys, "crane-swing", {}, seconds=14.0, seed=1)
     acc = mm.MOTAccumulator(auto_id=True)
-    for t, ids, boxes in run.tracks:
+    for t, ids, boxes, _ in run.tracks:
         fr = truth.at(t)
         gt_ids, gt = (fr.track_ids, fr.boxes) if fr is not None else (np.zeros(0, int), np.zeros((0, 4)))
         tall = (gt[:, 3] - gt[:, 1]) >= 20  # the scene's far people are a few pixels tall: not scored
