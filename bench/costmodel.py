@@ -108,7 +108,7 @@ def measured_rows(board, zoo_paths):
             shape = [1 if isinstance(d, str) else d for d in shape]
             calib = [{feed_name: rng.random(shape, dtype=np.float32)} for _ in range(8)]
             int8 = Path(tmp) / f"{name.replace('/', '_')}.int8.onnx"
-            quantize_int8(fp32, int8, calib)
+            quantize_int8(fp32, int8, calib, keep_fp32="stem" if board.npu is None else "none")  # as the builder does
             threads = int(board.runtime_threads.value)
             ms8 = _time(session(int8, threads), calib[0])
             ms32 = _time(session(fp32, threads), calib[0])

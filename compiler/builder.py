@@ -26,7 +26,8 @@ from .modelcard import ZOO_DIR, ModelCard, sha256_of, zoo
 from .opcheck import check_model
 from .pack import pack_image, write_if_changed
 from .planner import DevicePlan, plan_device
-from .quantize import accuracy_gate, quantize_int8
+from .gates import MAX_DISAGREEMENT, task_gate
+from .quantize import MAX_TASK_DROP, accuracy_gate, quantize_int8
 from .resolve import resolve_device
 from .rknn import rknn_for_image
 from .spec.root import SiteSpec
@@ -39,7 +40,7 @@ CALIBRATION_FRAMES = 48
 GATE_FRAMES = 12
 INSTALL_DIR = "/opt/sitewarden"
 STATE_DIR = "/var/lib/sitewarden"
-QUANTIZER_VERSION = "qdq-u8s8-perchannel-minmax-1"
+QUANTIZER_VERSION = "qdq-u8s8-perchannel-minmax-2"  # 2: FP32 stem on CPU boards, task gates
 
 
 class BuildError(Exception):
@@ -114,7 +115,8 @@ class ModelPreparer:
         fp32 = self.zoo_dir / card.task / card.variant / card.file
         if not card.quantize or self.board.toolchain.prefers != "int8":
             return fp32.read_bytes(), "fp32", "kept FP32" + (" (tiny model)" if not card.quantize else f" ({self.board.id} prefers fp16)")
-        key = hashlib.sha256(f"{QUANTIZER_VERSION}|{card.sha256}|{self.recipe(camera, spec_dir)}".encode()).hexdigest()
+        keep_fp32 = "stem" if self.board.npu is None else "none"  # CPU boards: see compiler/quantize.py
+        key = hashlib.sha256(f"{QUANTIZER_VERSION}|{keep_fp32}|{card.sha256}|{self.recipe(camera, spec_dir)}".encode()).hexdigest()
         out = self.cache / f"{card.task}-{card.variant}-{key[:24]}.onnx"
         verdict = self.cache / f"{out.stem}.gate.txt"
         if out.exists() and verdict.exists():
@@ -123,22 +125,28 @@ class ModelPreparer:
         else:
             calib = list(samples(card, self.pairs(camera, spec_dir, CALIBRATION_FRAMES, 0)))
             holdout = list(samples(card, self.pairs(camera, spec_dir, GATE_FRAMES, 1000)))
-            if not calib:  # crop models on a source without person boxes (a file): people from sim scenes
+            if card.preprocess.crop == "person" or card.preprocess.resize == "crop":
+                # crop models also see people from the fallback sim scenes (a file source has no person
+                # boxes; a site scene may show only compliant workers, and a PPE classifier calibrated
+                # without a bare head clips "no helmet" away): site crops first, then the mix
                 sim_camera = CameraConfig(id="calibration", source="rtsp://none", resolution=(640, 360), fps=10.0)
-                calib = list(samples(card, self.pairs(sim_camera, spec_dir, CALIBRATION_FRAMES, 0)))
-                holdout = list(samples(card, self.pairs(sim_camera, spec_dir, GATE_FRAMES, 1000)))
+                calib += list(samples(card, self.pairs(sim_camera, spec_dir, CALIBRATION_FRAMES, 0)))
+                holdout += list(samples(card, self.pairs(sim_camera, spec_dir, GATE_FRAMES, 1000)))
             self.progress(f"  {card.task}/{card.variant}: quantizing to INT8 on {len(calib)} site samples ...")
             self.cache.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".tmp.onnx")
-            quantize_int8(fp32, tmp, calib)
-            gate = accuracy_gate(fp32, tmp, holdout or calib[:GATE_FRAMES])
+            quantize_int8(fp32, tmp, calib, keep_fp32=keep_fp32)
+            judge = task_gate(card)
+            gate = accuracy_gate(fp32, tmp, holdout or calib[:GATE_FRAMES], task_gate=judge,
+                                 max_drop=MAX_DISAGREEMENT if judge else MAX_TASK_DROP)
             tmp.replace(out)
             text = f"{'pass' if gate.passed else 'refused'}\n{gate}\n"
             verdict.write_text(text)
             self.progress(f"  {card.task}/{card.variant}: gate {gate}")
         if text.startswith("refused"):
             return fp32.read_bytes(), "fp32", f"INT8 refused by the accuracy gate, kept FP32: {text.splitlines()[1]}"
-        return out.read_bytes(), "int8", "static INT8 (QDQ), gate passed"
+        note = "static INT8 (QDQ), gate passed" + (", stem kept FP32" if keep_fp32 == "stem" else "")
+        return out.read_bytes(), "int8", note
 
 
 def build_device(spec: SiteSpec, spec_dir: Path, spec_sha: str, device: DeviceRole, board: BoardProfile,
