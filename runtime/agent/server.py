@@ -145,6 +145,7 @@ class Agent:
         if running and m.image_version < int(running["image_version"]):
             return _verdict("refused", f"anti-rollback: image version {m.image_version} is older than the running "
                                        f"version {running['image_version']} (slot {rec['active']})")
+        sha = _sha256(upload)
         timings["verify_s"] = round(time.monotonic() - t0, 3)
         # write the inactive slot under a temp name, fsync, rename; the boot record does not name it yet
         t1 = time.monotonic()
@@ -167,7 +168,7 @@ class Agent:
             shutil.rmtree(self.state.slots_dir / name, ignore_errors=True)
             return _verdict("refused", f"the written slot does not verify (storage fault?): {e}")
         timings["install_s"] = round(time.monotonic() - t1, 3)
-        sha = _sha256(upload)
+        t2 = time.monotonic()
         old_dir = self.state.slot_dir(rec, target)
         with self.rec_lock:  # commit 1: switch, on trial
             rec["generation"] = gen
@@ -183,6 +184,7 @@ class Agent:
             shutil.rmtree(old_dir, ignore_errors=True)
         shutil.rmtree(self.state.packs_dir / target, ignore_errors=True)  # packs were for the old image
         self.log(f"slot {target}: {m.site}/{m.device} version {m.image_version} installed; switching")
+        timings["switch_s"] = round(time.monotonic() - t2, 3)
         t2 = time.monotonic()
         try:
             pid = self._start(target)
