@@ -136,3 +136,14 @@ def test_the_first_start_prints_a_generated_admin_password(tmp_path, monkeypatch
     monkeypatch.setenv(ADMIN_ENV, "from-the-environment")
     store2 = Store(make_settings(tmp_path / "b"))
     assert bootstrap_admin(store2) is None  # chosen, so nothing to print
+
+
+def test_a_missing_service_fails_under_ci_and_skips_otherwise(monkeypatch):
+    from .conftest import skip_or_fail
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true but no PostgreSQL"):
+        skip_or_fail("no PostgreSQL here")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        skip_or_fail("no PostgreSQL here")

@@ -63,6 +63,11 @@ def test_a_live_event_appears_and_is_acknowledged(server, browser):
     assert "acknowledged by admin" in page.inner_text(f'li.event[data-id="{ev.id}"] .state')
     stored = httpx.get(f"{server.url}/api/events/{ev.id}", headers=server.login()).json()
     assert stored["acked_by"] == "admin"
+    # a clip uploaded later appears in the open event as a <video>
+    mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 256
+    httpx.put(f"{server.url}/api/events/{ev.id}/clip", content=mp4, headers=h).raise_for_status()
+    video = page.wait_for_selector("#detail video", timeout=10000)
+    assert video.get_attribute("src") == f"/api/events/{ev.id}/clip"
     # an acknowledgement made elsewhere (another operator) shows up live too
     ev2 = make_event(8)
     httpx.post(f"{server.url}/api/events", content=ev2.to_json(), headers=h).raise_for_status()
