@@ -27,6 +27,9 @@ from .store import write_file
 router = APIRouter()
 MAX_EVENT_BYTES = 8 << 20
 SAMPLE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+EVENT_ID = SAMPLE_ID  # the runtime's ids are 32 hex digits; the VMS accepts ids safe in paths and URLs
+DEVICE_REASONS = ("low_confidence", "disagreement")  # runtime/hardsample.py; "false_alarm" is the VMS's own
+MAX_JSON_BYTES = 16 << 20
 
 
 async def principal(request: Request) -> Principal:
@@ -70,6 +73,8 @@ async def ingest_event(request: Request, who: Who):
     201: stored now; 200: already stored (the same row); 400: not an event; 403: the event's
     device is not the token's; 503 + Retry-After: storage failed, send again."""
     require_device(who)
+    if int(request.headers.get("content-length") or 0) > MAX_EVENT_BYTES:
+        raise HTTPException(413, f"an event is at most {MAX_EVENT_BYTES} bytes")
     raw = await request.body()
     if len(raw) > MAX_EVENT_BYTES:
         raise HTTPException(413, f"an event is at most {MAX_EVENT_BYTES} bytes")
@@ -79,6 +84,8 @@ async def ingest_event(request: Request, who: Who):
         jpeg = snapshot_from_json(raw) if isinstance(d.get("snapshot"), dict) and "jpeg_base64" in d["snapshot"] else None
     except (EventError, ValueError, binascii.Error) as e:
         raise HTTPException(400, f"not an event: {e}") from None
+    if not EVENT_ID.match(event.id):
+        raise HTTPException(400, "id: letters, digits, _ and - only (at most 64)")
     if event.device != who.name:
         raise HTTPException(403, f"this token is for device '{who.name}', not '{event.device}'")
     st = _state(request)
@@ -218,6 +225,8 @@ def get_clip(request: Request, event_id: str, who: Who):
 
 
 async def _body(request: Request) -> dict:
+    if int(request.headers.get("content-length") or 0) > MAX_JSON_BYTES:
+        raise HTTPException(413, f"at most {MAX_JSON_BYTES} bytes")
     raw = await request.body()
     if not raw:
         return {}
@@ -251,11 +260,25 @@ async def ack_event(request: Request, event_id: str, who: Who):
 
 
 def _boxes(details: dict) -> list:
-    for key in ("boxes", "box", "bbox", "xyxy"):
+    """The student boxes an event carries (``boxes`` or ``box``) as [x1, y1, x2, y2, score]."""
+    for key in ("boxes", "box"):
         v = details.get(key)
         if isinstance(v, list) and v:
-            return v if isinstance(v[0], list) else [v]
+            return norm_boxes(v if isinstance(v[0], list) else [v])
     return []
+
+
+def norm_boxes(boxes) -> list:
+    """[[x1, y1, x2, y2, score?], ...] -> floats with the score (1.0 when absent); ValueError otherwise."""
+    if not isinstance(boxes, list):
+        raise ValueError("boxes: expected a list of [x1, y1, x2, y2, score]")
+    out = []
+    for b in boxes:
+        if not isinstance(b, list) or len(b) < 4 or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                                                            for x in b[:5]):
+            raise ValueError("boxes: expected a list of [x1, y1, x2, y2, score]")
+        out.append([float(x) for x in b[:4]] + [float(b[4]) if len(b) > 4 else 1.0])
+    return out
 
 
 @router.post("/api/events/{event_id}/false-alarm", summary="Mark an event a false alarm (operator)")
@@ -280,7 +303,7 @@ async def false_alarm(request: Request, event_id: str, who: Who):
                     sample = f"fa_{event_id}"
                     st.store.write_hard_sample(
                         c, sample_id=sample, device=row.device, camera=row.camera, t=row.t_event,
-                        reason=f"false alarm: {row.type}" + (f" ({note})" if note else ""),
+                        reason="false_alarm",
                         boxes=_boxes(ev.get("details") or {}), source="false_alarm", event_id=event_id,
                         jpeg=st.store.snapshot_path(row.snapshot).read_bytes())
                 st.store.audit(c, who.actor, "event.false_alarm", event_id, note=note, hard_sample=sample)
@@ -297,18 +320,19 @@ async def false_alarm(request: Request, event_id: str, who: Who):
 @router.post("/api/hard-samples", status_code=201, summary="Upload a hard sample (device token)")
 async def post_hard_sample(request: Request, who: Who):
     """JSON ``{camera, t, reason, boxes, jpeg_base64, id?, event_id?}``: a frame where the
-    student was unsure or disagreed with the teacher. Stored as ``hard_samples/<id>.jpg`` +
+    student was unsure (``reason: low_confidence``) or disagreed with the tracker
+    (``disagreement``); ``boxes``: the student's ``[x1, y1, x2, y2, score]`` in image pixels. Stored as ``hard_samples/<id>.jpg`` +
     ``<id>.json`` for the teacher job. The id defaults to a digest of (device, camera, t, reason),
     so a retried upload is stored once (200 the second time)."""
     require_device(who)
     d = await _body(request)
     try:
-        camera, reason = str(d["camera"]), str(d.get("reason") or "")
+        camera, reason = str(d["camera"]), d.get("reason")
         t = float(d["t"])
         jpeg = base64.b64decode(d["jpeg_base64"], validate=True)
-        boxes = d.get("boxes") or []
-        if not isinstance(boxes, list):
-            raise ValueError("boxes: expected a list")
+        boxes = norm_boxes(d.get("boxes") or [])
+        if reason not in DEVICE_REASONS:
+            raise ValueError(f"reason: one of {', '.join(DEVICE_REASONS)}")
     except (KeyError, ValueError, TypeError, binascii.Error) as e:
         raise HTTPException(400, f"not a hard sample: {e}") from None
     if not jpeg.startswith(b"\xff\xd8"):

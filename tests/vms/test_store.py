@@ -41,6 +41,9 @@ def test_bad_events_are_refused(vms):
     assert c.tc.post("/api/events", content=json.dumps(d), headers=dev).status_code == 400
     # another device's event with this device's token
     assert c.tc.post("/api/events", content=make_event(3, device="cam-2").to_json(), headers=dev).status_code == 403
+    d = json.loads(make_event(4).to_json())
+    d["id"] = "../../etc/passwd"
+    assert c.tc.post("/api/events", content=json.dumps(d), headers=dev).status_code == 400
     assert c.tc.get("/api/events", headers=c.admin).json()["events"] == []
 
 
@@ -90,7 +93,7 @@ def test_ack_and_false_alarm_write_audit_and_a_hard_sample(vms):
     folder = app.state.store.data / "hard_samples"
     meta = json.loads((folder / f"fa_{ev.id}.json").read_text())
     assert meta == {"id": f"fa_{ev.id}", "device": "cam-1", "camera": "crane-north", "t": ev.t_event,
-                    "reason": "false alarm: zone_intrusion (shadow)", "boxes": [[10, 12, 30, 40]],
+                    "reason": "false_alarm", "boxes": [[10.0, 12.0, 30.0, 40.0, 1.0]],
                     "source": "false_alarm", "event_id": ev.id}
     assert (folder / f"fa_{ev.id}.jpg").read_bytes() == jpeg
     assert c.tc.get("/api/events", params={"false_alarm": "true"}, headers=c.admin).json()["events"][0]["id"] == ev.id
@@ -106,7 +109,7 @@ def test_hard_sample_intake(vms):
     c, app = vms
     dev = c.device("cam-1")
     jpeg = tiny_jpeg()
-    body = {"camera": "crane-north", "t": 1_790_000_123.5, "reason": "low confidence 0.31",
+    body = {"camera": "crane-north", "t": 1_790_000_123.5, "reason": "low_confidence",
             "boxes": [[1, 2, 3, 4, 0.31]], "jpeg_base64": base64.b64encode(jpeg).decode()}
     r = c.tc.post("/api/hard-samples", json=body, headers=dev)
     assert r.status_code == 201
@@ -116,7 +119,15 @@ def test_hard_sample_intake(vms):
     assert (folder / f"{sid}.jpg").read_bytes() == jpeg
     meta = json.loads((folder / f"{sid}.json").read_text())
     assert meta["source"] == "device" and meta["device"] == "cam-1" and meta["boxes"] == [[1, 2, 3, 4, 0.31]]
+    assert meta["reason"] == "low_confidence" and meta["event_id"] is None
+    assert c.tc.post("/api/hard-samples", json=dict(body, reason="bored"), headers=dev).status_code == 400
+    assert c.tc.post("/api/hard-samples", json=dict(body, boxes=[[1, 2]]), headers=dev).status_code == 400
     assert c.tc.get("/api/hard-samples", headers=c.admin).json()["total"] == 1
+    from vms.teacher import read_samples  # the teacher job reads what the intake wrote
+
+    (got,) = read_samples(folder)
+    assert (got.id, got.reason, got.source, got.device, got.boxes) == (sid, "low_confidence", "device", "cam-1",
+                                                                       [[1, 2, 3, 4, 0.31]])
     bad = dict(body, jpeg_base64=base64.b64encode(b"not a jpeg").decode())
     assert c.tc.post("/api/hard-samples", json=bad, headers=dev).status_code == 400
     assert c.tc.post("/api/hard-samples", json=body, headers=c.admin).status_code == 403
