@@ -154,3 +154,31 @@ def test_the_live_stream_replays_missed_events(server):
                 if len(got) == 2:
                     break
     assert [g["id"] for g in got] == [make_event(2).id, make_event(3).id]
+
+
+def test_the_runtime_http_sink_uploads_clips(server, tmp_path):
+    """runtime.sinks.HttpSink.put_clip (what the device's clip uploader calls) against the VMS:
+    a clip for an unknown event is retryable (404), then stored and served."""
+    import cv2
+    import numpy as np
+
+    from runtime.sinks import DeliveryError, HttpSink
+
+    token = server.add_device("cam-1")
+    sink = HttpSink(SinkConfig(kind="http", params={"target": f"{server.url}/api/events", "token": token}))
+    path = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 48))
+    for k in range(10):
+        w.write(np.full((48, 64, 3), k * 20, np.uint8))
+    w.release()
+    mp4 = path.read_bytes()
+    ev = make_event(1)
+    with pytest.raises(DeliveryError) as err:
+        sink.put_clip(ev.id, mp4)
+    assert not err.value.permanent  # the event has not arrived yet: try again later
+    sink.send(ev, ev.to_json())
+    sink.put_clip(ev.id, mp4)
+    sink.put_clip(ev.id, mp4)  # a retry replaces it: still one clip
+    got = httpx.get(f"{server.url}/api/events/{ev.id}/clip", headers=server.login())
+    assert got.status_code == 200 and got.content == mp4
+    assert httpx.get(f"{server.url}/api/events/{ev.id}", headers=server.login()).json()["clip_url"]
