@@ -269,6 +269,17 @@ def _recall(verdicts, truth: Truth, config: RuntimeConfig, tol_s: float) -> dict
     caught = sum(any(o.event.type in ("zone_intrusion", "zone_dwell") and o.event.zone == e["zone"] and gid == e["track_id"]
                      and e["t"] - config.cooldown_s <= o.t <= e["t"] + 3.0 for o, gid in true) for e in entries)
     out["zone_entries"] = {"truth": len(entries), "caught": caught}
+    horizons = {z.id: z.predict_horizon_s for c in config.cameras for z in c.zones if z.predict_horizon_s}
+    predictable = [e for e in entries if e["zone"] in horizons]
+    if predictable:  # warned ahead: a true predicted_entry for that person and zone before the entry
+        leads = []
+        for e in predictable:
+            ts = [o.t for o, gid in true if o.event.type == "predicted_entry" and o.event.zone == e["zone"]
+                  and gid == e["track_id"] and e["t"] - horizons[e["zone"]] - tol_s <= o.t <= e["t"]]
+            if ts:
+                leads.append(e["t"] - min(ts))
+        out["entries_warned"] = {"truth": len(predictable), "caught": len(leads),
+                                 "mean_lead_s": round(float(np.mean(leads)), 2) if leads else None}
     falls = [e for e in truth.events if e["type"] == "fall" and e["t"] <= t_end - 3.0]
     caught = sum(any(o.event.type == "posture" and gid == e["track_id"] and o.t >= e["t"] - tol_s for o, gid in true)
                  for e in falls)
