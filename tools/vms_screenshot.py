@@ -90,7 +90,7 @@ def shoot(url: str, selected: str, out: Path) -> None:
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                               args=["--no-sandbox", "--disable-background-networking"])
-        page = b.new_page(viewport={"width": 1360, "height": 820})
+        page = b.new_page(viewport={"width": 1220, "height": 760})
         page.goto(url)
         page.fill("#login input[name=name]", "admin")
         page.fill("#login input[name=password]", PW)

@@ -99,3 +99,29 @@ def test_event_text_is_shown_as_text_never_as_markup(server, browser):
     assert page.evaluate("window.__pwned") is None
     assert not dialogs
     assert json.loads(page.inner_text("#detail pre"))["note"] == payload
+
+
+def test_one_click_push_and_a_situation_flag(server, browser):
+    from .test_fleet import StubAgent
+
+    agent = StubAgent("agent-token")
+    try:
+        server.add_device("edge-1", agent_url=agent.url, agent_token="agent-token")
+        art = httpx.post(f"{server.url}/api/artifacts", params={"kind": "pack", "name": "det-s256.swpack"},
+                         content=b"pack" * 64, headers=server.login()).json()
+        page = browser.new_page()
+        login(page, server.url)
+        page.wait_for_selector(f'#repo tr[data-artifact="{art["id"]}"] button.push')
+        page.click(f'#repo tr[data-artifact="{art["id"]}"] button.push')
+        page.wait_for_selector("#pushes li.push-done", timeout=15000)
+        assert agent.received == [("/model-pack", 256)]
+        page.check("#flags input[data-flag=rain]")
+        admin = server.login()
+        for _ in range(100):
+            flags = httpx.get(f"{server.url}/api/flags", params={"scope": "edge-1"}, headers=admin).json()["flags"]
+            if flags:
+                break
+            page.wait_for_timeout(50)
+        assert [(f["scope"], f["name"], f["value"]) for f in flags] == [("*", "rain", True)]
+    finally:
+        agent.stop()

@@ -57,7 +57,8 @@ async function start() {
   if (state.me.kind !== "user") { showLogin(); return; }
   $("#login").hidden = true; $("#main").hidden = false; $("#logout").hidden = false;
   $("#who").textContent = `${state.me.name} (${state.me.role})`;
-  await Promise.all([loadEvents(), loadCameras(), loadDevices()]);
+  await Promise.all([loadEvents(), loadCameras(), loadDevices(), loadFlags()]);
+  await loadRepo();
   connect();
 }
 
@@ -209,6 +210,55 @@ function renderFleet() {
   $("#fleet tbody").replaceChildren(...rows);
 }
 
+// --- situation flags, repository and pushes --------------------------------------------------------
+
+const FLAG_NAMES = ["rain", "snow", "wind"];
+
+async function loadFlags() {
+  const flags = (await api("/api/flags?scope=*")).flags;
+  const on = new Set(flags.filter((f) => f.scope === "*" && f.value).map((f) => f.name));
+  $("#flags").replaceChildren(...FLAG_NAMES.map((name) => {
+    const box = el("input", { type: "checkbox", "data-flag": name, disabled: canAct() ? null : "" });
+    box.checked = on.has(name);
+    box.addEventListener("change", async () => {
+      try { await api(`/api/flags/*/${name}`, { method: "PUT", json: { value: box.checked } }); }
+      catch (err) { box.checked = !box.checked; alert(`Could not set ${name}: ${err.message}`); }
+    });
+    return el("label", { class: "flag" }, box, ` ${name} (site-wide)`);
+  }));
+}
+
+async function loadRepo() {
+  const arts = (await api("/api/artifacts")).artifacts;
+  const admin = state.me && state.me.role === "admin";
+  const agents = [...state.devices.values()].filter((d) => d.agent_url);
+  $("#repo tbody").replaceChildren(...arts.slice(0, 20).map((a) => {
+    const cell = el("td");
+    if (admin && agents.length) {
+      const pick = el("select", { class: "push-target" },
+        ...agents.map((d) => el("option", { value: d.id, text: d.id, selected: d.id === a.device ? "" : null })));
+      cell.append(pick, el("button", { class: "push", text: "Push", onclick: () => push(a.id, pick.value) }));
+    }
+    const who = a.kind === "image" ? `${a.device || "?"} v${a.version ?? "?"} (${a.board || "?"})` : "-";
+    return el("tr", { "data-artifact": a.id }, el("td", { text: a.name, title: a.id }), el("td", { text: a.kind }),
+      el("td", { text: who }), cell);
+  }));
+  await loadPushes();
+}
+
+async function push(artifact, device) {
+  try { await api(`/api/artifacts/${artifact}/push`, { method: "POST", json: { devices: [device] } }); }
+  catch (err) { alert(`Could not push: ${err.message}`); }
+  loadPushes().catch(() => {});
+}
+
+async function loadPushes() {
+  const pushes = (await api("/api/pushes?limit=8")).pushes;
+  $("#pushes").replaceChildren(...pushes.map((p) =>
+    el("li", { class: `push-${p.state}`, "data-push": p.seq },
+       `${p.artifact.slice(0, 10)} -> ${p.device}: ${p.state}${p.finished ? " · " + when(p.finished) : ""}`)));
+}
+
 // --- live -------------------------------------------------------------------------------------------
 
 function connect() {
@@ -229,7 +279,8 @@ function connect() {
   });
   es.addEventListener("update", (m) => upsert(JSON.parse(m.data)));
   es.addEventListener("device", (m) => { const d = JSON.parse(m.data); state.devices.set(d.id, d); renderFleet(); });
-  es.addEventListener("push", () => loadDevices().catch(() => {}));
+  es.addEventListener("push", () => { loadPushes().catch(() => {}); loadDevices().catch(() => {}); });
+  es.addEventListener("flag", () => loadFlags().catch(() => {}));
 }
 
 setInterval(() => { if (state.me) renderFleet(); }, 15000);
