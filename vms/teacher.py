@@ -349,3 +349,47 @@ def publish(candidate_dir: Path, publish_dir: Path, variant: str, zoo: Path | No
             shutil.copy2(Path(candidate_dir) / name, z / name)
         out["zoo"] = str(z)
     return out
+
+
+def build_pack(candidate_dir: Path, spec_path: Path, board: str, device: str, pack_version: int, out_path: Path,
+               variant: str = "det-s256", zoo: Path = ZOO, key_path: str | None = None, log=print) -> dict:
+    """A signed model pack (``.swpack``, ``runtime/modelpack.py``) of ``device``'s detector tiers,
+    built by the image builder from the zoo with the published candidate in place of ``variant``
+    (quantized and gated like any zoo model). The VMS repository pushes it to devices through their
+    agents (``runtime.agent.client.push_pack``). Returns where it went and its tiers."""
+    import tempfile
+
+    from compiler.boards import load_board_profiles
+    from compiler.builder import build_images
+    from compiler.keys import load_private_key
+    from compiler.modelpack import pack_from_image
+    from compiler.pack import write_if_changed
+    from compiler.spec import load_spec
+    from runtime.image import read_image
+
+    profiles = load_board_profiles()
+    result = load_spec(str(spec_path), boards=profiles)
+    if not result.ok:
+        raise ValueError(f"{spec_path}: " + "; ".join(str(e) for e in result.errors))
+    key = load_private_key(key_path)
+    with tempfile.TemporaryDirectory(prefix="sitewarden-pack-") as tmp:
+        tz = Path(tmp) / "zoo"
+        for task_dir in Path(zoo).iterdir():           # the zoo, linked, with the candidate swapped in
+            if task_dir.is_dir():
+                for vdir in task_dir.iterdir():
+                    if vdir.is_dir():
+                        (tz / task_dir.name).mkdir(parents=True, exist_ok=True)
+                        (tz / task_dir.name / vdir.name).symlink_to(vdir.resolve(), target_is_directory=True)
+        dest = tz / "detector" / variant
+        if dest.is_symlink():
+            dest.unlink()
+        shutil.copytree(candidate_dir, dest)
+        built = build_images(result.spec, Path(spec_path), result.document.files, profiles[board], Path(tmp) / "img",
+                             key_path=key_path, progress=log, zoo_dir=tz)
+        chosen = [b for b in built if b.device == device]
+        if not chosen:
+            raise ValueError(f"no device {device!r} on {board} in {spec_path}")
+        image = read_image(chosen[0].path, [key.public_key()], board=board)
+        blob, manifest = pack_from_image(image, key, pack_version, tasks=("detector",))
+    write_if_changed(Path(out_path), blob)
+    return {"pack": str(out_path), "version": pack_version, "tiers": manifest.plan["tiers"]}

@@ -29,11 +29,11 @@ from .variants import VARIANTS
 class FinetuneRecipe:
     steps: int = 150
     batch: int = 16
-    lr: float = 5e-4
+    lr: float = 1e-4
     weight_decay: float = 5e-4
     warmup: int = 10
-    hard_fraction: float = 0.25     # share of each batch drawn from the hard samples
-    real_fraction: float = 0.375    # share from the original real training frames (the rest: sim)
+    hard_fraction: float = 0.25     # share of each batch drawn from the hard samples (part of the real share)
+    real_fraction: float = 0.5      # share of real frames, hard samples included (as train.Recipe; rest: sim)
     box_weight: float = 5.0
 
 
@@ -91,15 +91,19 @@ def draw_batches(pools: dict[str, np.ndarray], shares: dict[str, int], steps: in
 
 
 def shares_of(frames: D.FrameSet, recipe: FinetuneRecipe) -> tuple[dict, dict]:
+    """Pools of frame indices and how many of each a batch takes: ``real_fraction`` of the batch is
+    real footage (as in the original training), of which ``hard_fraction`` (of the batch) are hard
+    samples; the rest is sim. Without hard samples the real share goes to the original real frames
+    (the control run), without sim frames everything is real."""
     src = np.array(frames.source)
     pools = {"hard": np.flatnonzero(src == "hard"), "real": np.flatnonzero(src == "real"),
              "sim": np.flatnonzero((src != "hard") & (src != "real"))}
-    n_hard = int(round(recipe.batch * recipe.hard_fraction)) if len(pools["hard"]) else 0
-    n_real = int(round(recipe.batch * recipe.real_fraction)) if len(pools["real"]) else 0
+    n_real_all = int(round(recipe.batch * recipe.real_fraction)) if len(pools["sim"]) else recipe.batch
+    n_hard = min(int(round(recipe.batch * recipe.hard_fraction)), n_real_all) if len(pools["hard"]) else 0
+    if not len(pools["real"]):
+        n_hard = n_real_all if len(pools["hard"]) else 0
+    n_real = n_real_all - n_hard if len(pools["real"]) else 0
     n_sim = recipe.batch - n_hard - n_real if len(pools["sim"]) else 0
-    if not len(pools["sim"]):   # give the sim share to whichever pool exists
-        n_real = recipe.batch - n_hard if len(pools["real"]) else 0
-        n_hard = recipe.batch - n_real
     return pools, {"hard": n_hard, "real": n_real, "sim": n_sim}
 
 

@@ -7,8 +7,10 @@ detector distillation labels its real footage (``labels.fuse_kd``), per camera i
 * the teacher (``teacher.teacher_views``: letterboxed frame + 3 square crops, fused by NMS);
 * a static camera's median background over that camera's samples (when it sent at least
   ``MIN_BG_FRAMES`` frames of one size) and the foreground blobs against it;
-* IoU tracks over the camera's samples: one strong teacher hit, or three weak ones, confirm a
-  track; unconfirmed teacher boxes and unexplained blobs are *ignored*, never negatives.
+* IoU tracks over each run of the camera's samples that are at most ``SEGMENT_GAP_S`` apart
+  (consecutive frames; sparse samples are not linked, so no box is interpolated across seconds):
+  one strong teacher hit, or three weak ones, confirm a track; unconfirmed teacher boxes and
+  unexplained foreground blobs are *ignored*, never negatives.
 
 Everything else is background, so a student box on static background the teacher does not see is
 a hard negative. On a ``false_alarm`` sample the operator has said the student's boxes were wrong:
@@ -29,6 +31,7 @@ from . import teacher as T
 from .data import STORE, FrameSet
 
 MIN_BG_FRAMES = 8
+SEGMENT_GAP_S = 0.35
 FALSE_ALARM_IOU = 0.3
 
 
@@ -65,8 +68,14 @@ def label_camera(samples: list[Sample], teacher=None) -> tuple[list, list, list,
         blobs = [T.foreground_blobs(s.image, bg) for s in samples]
     else:
         blobs = [np.zeros((0, 4), np.float32) for _ in samples]
-    lab, ign, stats = L.fuse_kd(views, blobs)
-    stats = dict(stats, false_alarm_negatives=0, background_model=bool(len(samples) >= MIN_BG_FRAMES
+    lab, ign, stats = [], [], {}
+    cuts = [0] + [k for k in range(1, len(samples)) if samples[k].t - samples[k - 1].t > SEGMENT_GAP_S]
+    for a, b in zip(cuts, cuts[1:] + [len(samples)]):
+        la, ig, st = L.fuse_kd(views[a:b], blobs[a:b])
+        lab += la
+        ign += ig
+        stats = {k: stats.get(k, 0) + v for k, v in st.items()}
+    stats = dict(stats, segments=len(cuts), false_alarm_negatives=0, background_model=bool(len(samples) >= MIN_BG_FRAMES
                                                                        and len(shapes) == 1))
     for k, s in enumerate(samples):
         if s.reason != "false_alarm" or not len(s.boxes) or not len(ign[k]):

@@ -20,6 +20,10 @@ from .evaluate import OnnxStudent
 
 DEVICE = "footage-replay"
 TRACKER_THRESHOLDS = (0.3, 0.12, 0.35)   # runtime.pipeline.TRACK_THRESHOLDS["centernet-ltrb"]
+# The footage is short (the mp4's training part is 92 s), so the replay uploads at most one frame
+# per camera every 0.5 s instead of the device default of 2 s; "confident" is the tracker's high
+# threshold for this decoder.
+REPLAY_INTERVAL_S = 0.5
 
 
 def camera_of(clip: str) -> str:
@@ -35,7 +39,7 @@ def harvest(student_onnx: Path, size: int, clips=REAL_TRAIN_CLIPS, policy: HardS
         high, low, new = TRACK_THRESHOLDS["centernet-ltrb"]
     except Exception:   # noqa: BLE001 - the pipeline's optional deps; same numbers
         high, low, new = TRACKER_THRESHOLDS
-    policy = policy or HardSamplePolicy(confident=high)
+    policy = policy or HardSamplePolicy(confident=high, min_interval_s=REPLAY_INTERVAL_S)
     model = OnnxStudent(student_onnx, size, threads=1)
     out: list[tuple[np.ndarray, dict]] = []
     for clip in clips:

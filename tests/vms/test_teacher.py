@@ -165,3 +165,28 @@ def test_smoke_round_end_to_end(tmp_path):
     card = read_card(out / "candidate" / "detector" / "det-s256")         # sha256 verified
     assert card.training.command.startswith("python build.py teacher-round")
     assert report["published"] == (out / "publish").exists() == report["verdict"]["publish"]
+
+
+def test_published_candidate_becomes_a_signed_model_pack(tmp_path):
+    """publish() + build_pack(): the candidate, swapped into the zoo, comes out as a verified pack
+    with the detector tiers (what the VMS repository pushes to agents)."""
+    pytest.importorskip("onnxruntime")
+    from compiler.keys import new_key_pair
+    from compiler.modelcard import read_card
+    from runtime.modelpack import read_pack
+    from vms.teacher import build_pack, publish
+    if not SHIPPED.exists():
+        pytest.skip("no shipped detector")
+    cand = tmp_path / "candidate"
+    cand.mkdir()
+    for name in ("model.onnx", "card.yaml"):
+        (cand / name).write_bytes((SHIPPED.parent / name).read_bytes())
+    out = publish(cand, tmp_path / "publish", "det-s256")
+    assert read_card(Path(out["dir"])).sha256 == out["sha256"]
+    priv, pub, _ = new_key_pair(tmp_path / "keys")
+    info = build_pack(Path(out["dir"]), REPO / "specs" / "demo-site.yaml", "host-cpu", "crane-cam", 3,
+                      tmp_path / "p.swpack", key_path=str(priv), log=lambda m: None)
+    from compiler.keys import load_public_keys
+    _, pack = read_pack((tmp_path / "p.swpack").read_bytes(), load_public_keys([pub]), board="host-cpu")
+    assert pack.version == 3 and "detector" in pack.models
+    assert "det-s256" in [m.variant for m in pack.models["detector"]] == info["tiers"]["detector"]
