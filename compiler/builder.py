@@ -40,7 +40,7 @@ CALIBRATION_FRAMES = 48
 GATE_FRAMES = 12
 INSTALL_DIR = "/opt/sitewarden"
 STATE_DIR = "/var/lib/sitewarden"
-QUANTIZER_VERSION = "qdq-u8s8-perchannel-minmax-2"  # 2: FP32 stem on CPU boards, task gates
+QUANTIZER_VERSION = "qdq-u8s8-perchannel-minmax-3"  # 2: FP32 stem on CPU boards; 3: task gates, crop calibration mix
 
 
 class BuildError(Exception):
@@ -94,16 +94,16 @@ class ModelPreparer:
         self.cache = Path(cache_dir) / "quantized"
         self.progress = progress
 
-    def pairs(self, camera: CameraConfig, spec_dir: Path, count: int, seed: int):
+    def pairs(self, camera: CameraConfig, spec_dir: Path, count: int, seed: int, condition: str | None = None):
         """(frame, person boxes) pairs from the camera's source, rendered or read once per build."""
-        key = (camera.source, camera.resolution, camera.fps, count, seed)
+        key = (camera.source, camera.resolution, camera.fps, count, seed, condition)
         if key not in self._frames:
-            self._frames[key] = frames_for(camera, spec_dir, count, seed)
+            self._frames[key] = frames_for(camera, spec_dir, count, seed, condition)
         return self._frames[key]
 
-    def recipe(self, camera: CameraConfig, spec_dir: Path) -> str:
+    def recipe(self, camera: CameraConfig, spec_dir: Path, condition: str | None = None) -> str:
         """What the calibration frames depend on, hashed without rendering or reading them."""
-        h = hashlib.sha256(f"{camera.source}|{camera.resolution}|{camera.fps}|{CALIBRATION_FRAMES}|{GATE_FRAMES}".encode())
+        h = hashlib.sha256(f"{camera.source}|{camera.resolution}|{camera.fps}|{CALIBRATION_FRAMES}|{GATE_FRAMES}|{condition}".encode())
         if camera.source.startswith("file:"):
             h.update(sha256_of(spec_dir / camera.source[5:]).encode())
         for f in sorted(SIM_DIR.glob("*.py")):  # sim scenes: a change in the renderer changes the frames
@@ -116,22 +116,24 @@ class ModelPreparer:
         if not card.quantize or self.board.toolchain.prefers != "int8":
             return fp32.read_bytes(), "fp32", "kept FP32" + (" (tiny model)" if not card.quantize else f" ({self.board.id} prefers fp16)")
         keep_fp32 = "stem" if self.board.npu is None else "none"  # CPU boards: see compiler/quantize.py
-        key = hashlib.sha256(f"{QUANTIZER_VERSION}|{keep_fp32}|{card.sha256}|{self.recipe(camera, spec_dir)}".encode()).hexdigest()
+        # a condition-specialised variant (night...) is calibrated and gated on its condition
+        condition = next((c for c in card.conditions if c != "any"), None)
+        key = hashlib.sha256(f"{QUANTIZER_VERSION}|{keep_fp32}|{card.sha256}|{self.recipe(camera, spec_dir, condition)}".encode()).hexdigest()
         out = self.cache / f"{card.task}-{card.variant}-{key[:24]}.onnx"
         verdict = self.cache / f"{out.stem}.gate.txt"
         if out.exists() and verdict.exists():
             text = verdict.read_text()
             self.progress(f"  {card.task}/{card.variant}: INT8 from cache ({text.splitlines()[0]})")
         else:
-            calib = list(samples(card, self.pairs(camera, spec_dir, CALIBRATION_FRAMES, 0)))
-            holdout = list(samples(card, self.pairs(camera, spec_dir, GATE_FRAMES, 1000)))
+            calib = list(samples(card, self.pairs(camera, spec_dir, CALIBRATION_FRAMES, 0, condition)))
+            holdout = list(samples(card, self.pairs(camera, spec_dir, GATE_FRAMES, 1000, condition)))
             if card.preprocess.crop == "person" or card.preprocess.resize == "crop":
                 # crop models also see people from the fallback sim scenes (a file source has no person
                 # boxes; a site scene may show only compliant workers, and a PPE classifier calibrated
                 # without a bare head clips "no helmet" away): site crops first, then the mix
                 sim_camera = CameraConfig(id="calibration", source="rtsp://none", resolution=(640, 360), fps=10.0)
-                calib += list(samples(card, self.pairs(sim_camera, spec_dir, CALIBRATION_FRAMES, 0)))
-                holdout += list(samples(card, self.pairs(sim_camera, spec_dir, GATE_FRAMES, 1000)))
+                calib += list(samples(card, self.pairs(sim_camera, spec_dir, CALIBRATION_FRAMES, 0, condition)))
+                holdout += list(samples(card, self.pairs(sim_camera, spec_dir, GATE_FRAMES, 1000, condition)))
             self.progress(f"  {card.task}/{card.variant}: quantizing to INT8 on {len(calib)} site samples ...")
             self.cache.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".tmp.onnx")

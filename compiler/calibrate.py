@@ -16,9 +16,12 @@ from .modelcard import ModelCard
 FALLBACK_SCENES = ("crane-swing", "night-rain", "ppe-mix")
 
 
-def frames_for(camera: CameraConfig, spec_dir: Path, count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def frames_for(camera: CameraConfig, spec_dir: Path, count: int, seed: int = 0,
+               condition: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """`count` (frame BGR, person boxes xyxy) pairs spread over the camera's source.
-    Person boxes come from the sim's ground truth; file frames have none (image models only need frames)."""
+    Person boxes come from the sim's ground truth; file frames have none (image models only need frames).
+    `condition` (night, night-rain...) renders sim scenes in it: a condition-specialised variant is
+    calibrated and gated on the conditions it will run in (a file source is what it is)."""
     kind = camera.source.split(":", 1)[0]
     if kind == "file":
         return [(f, np.zeros((0, 4), np.float32)) for f in _file_frames(spec_dir / camera.source[5:], count)]
@@ -26,7 +29,7 @@ def frames_for(camera: CameraConfig, spec_dir: Path, count: int, seed: int = 0) 
     out: list[tuple[np.ndarray, np.ndarray]] = []
     per_scene = -(-count // len(scenes))
     for i, scene in enumerate(scenes):
-        out += _sim_frames(scene, per_scene, seed + i, camera.resolution, camera.fps)
+        out += _sim_frames(scene, per_scene, seed + i, camera.resolution, camera.fps, condition)
     return out[:count]
 
 
@@ -48,11 +51,12 @@ def _file_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def _sim_frames(scene: str, count: int, seed: int, resolution, fps: float) -> list[tuple[np.ndarray, np.ndarray]]:
+def _sim_frames(scene: str, count: int, seed: int, resolution, fps: float,
+                condition: str | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     from sim.render import SimSource  # host-side only: the compiler may import sim (DESIGN.md)
 
     seconds = max(count / fps * 3, 2.0)
-    src = SimSource(scene, seed=seed, resolution=tuple(resolution), fps=fps, seconds=seconds)
+    src = SimSource(scene, seed=seed, resolution=tuple(resolution), fps=fps, seconds=seconds, condition=condition)
     frames = list(src)
     picks = np.linspace(0, len(frames) - 1, count).astype(int)
     out = []
