@@ -325,9 +325,9 @@ def main():
                 preply = push_pack(ppath, agent.url, TOKEN)
                 pack_s = time.perf_counter() - t1
                 t = reply["timings"]
-                request_s = wall - t["verify_s"] - t["install_s"] - t["switch_s"] - t["health_s"]  # connect, body, reply
-                rounds.append({"flash_wall_s": wall, "transfer_s": request_s,
-                               **{k: t[k] for k in ("receive_s", "verify_s", "install_s", "switch_s", "health_s")},
+                steps = ("receive_s", "verify_s", "install_s", "switch_s", "health_s", "confirm_s")
+                request_s = wall - sum(t[k] for k in steps[1:])  # connect, headers, body, reply
+                rounds.append({"flash_wall_s": wall, "transfer_s": request_s, **{k: t[k] for k in steps},
                                "raw_upload_s": up, "verify_extract_s": ve, "bare_runtime_health_s": rt,
                                "pack_swap_s": pack_s, "pack_restarted": preply.get("restarted"), "pack_verdict": preply["verdict"]})
                 print(f"round {r + 1}: flash {wall:.2f} s (receive {t['receive_s']:.3f}, verify {t['verify_s']:.3f}, "
@@ -343,7 +343,7 @@ def main():
     print(f"{'step':<44}{'agent':>10}{'baseline':>10}")
     print(f"{'transfer, whole request (vs raw upload)':<44}{med['transfer_s']:>9.3f}s{med['raw_upload_s']:>9.3f}s")
     print(f"{'verify + install (vs read_image+extract+fsync)':<44}{med['verify_s'] + med['install_s']:>9.3f}s{med['verify_extract_s']:>9.3f}s")
-    print(f"{'switch (boot record, fsync)':<44}{med['switch_s']:>9.3f}s{'-':>10}")
+    print(f"{'switch + confirm (boot record commits)':<44}{med['switch_s'] + med['confirm_s']:>9.3f}s{'-':>10}")
     print(f"{'stop old, start new, to healthy (vs bare start)':<44}{med['health_s']:>9.3f}s{med['bare_runtime_health_s']:>9.3f}s")
     print(f"{'flash, wall (vs sum of baselines)':<44}{med['flash_wall_s']:>9.3f}s{floor:>9.3f}s")
     print(f"{'model pack swap, no restart':<44}{med['pack_swap_s']:>9.3f}s")
@@ -353,7 +353,7 @@ def main():
         "bench": "flash", "image_bytes": size, "image_files": len(image.files), "rounds": len(rounds),
         "what": "flash = client.flash of the demo image to a loopback agent until its verdict (transfer, verify, "
                 "install the inactive slot with fsync, switch, runtime start to first health report; transfer_s = "
-                "flash wall minus the agent's verify (incl. sha256), install, switch and health times, receive_s = the body alone as the "
+                "flash wall minus the agent's verify (incl. sha256), install, switch, health and confirm times, receive_s = the body alone as the "
                 "agent timed it); "
                 "baselines in "
                 "the same run: raw loopback upload of the same bytes, in-process read_image+extract+fsync+verify_dir, "

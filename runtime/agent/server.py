@@ -73,6 +73,7 @@ class Agent:
                                  f"rolled back to slot {rec['active']}")
                 self.state.save_boot(rec)
             removed = self.state.clean(rec)
+            self._sync_pack(rec)
             if removed:
                 self.log(f"removed leftovers of an interrupted transfer: {', '.join(removed)}")
             slot = self._bootable(rec)
@@ -80,6 +81,29 @@ class Agent:
             self._start(slot)
             if wait:
                 self.sup.wait_healthy(self.health_timeout)
+
+    def _sync_pack(self, rec: dict) -> None:
+        """The pack pointer is what the runtime loads: make the record say the same (an agent killed
+        between writing the pointer and the record), and drop pack folders nothing points at."""
+        for slot, meta in rec["slots"].items():
+            folder = self.state.packs_dir / slot
+            if not meta or not folder.is_dir():
+                continue
+            try:
+                name = (folder / POINTER).read_text().strip()
+            except OSError:
+                name = None
+            if name and name != meta.get("pack"):
+                try:
+                    meta["pack_version"] = Manifest.from_json((folder / name / MANIFEST).read_bytes()).image_version
+                    meta["pack"] = name
+                except (OSError, ImageError):
+                    (folder / POINTER).unlink(missing_ok=True)
+                    meta["pack"] = meta["pack_version"] = None
+                self.state.save_boot(rec)
+            for d in folder.iterdir():
+                if d.is_dir() and d.name != name:
+                    shutil.rmtree(d, ignore_errors=True)
 
     def _bootable(self, rec: dict) -> str | None:
         """The active slot if its folder verifies, else the other good one (recorded), else None."""
@@ -194,11 +218,13 @@ class Agent:
         timings["health_s"] = round(time.monotonic() - t2, 3)
         info = {"slot": target, "image_version": m.image_version, "device": m.device, "site": m.site, "sha256": sha}
         if ok:
+            t3 = time.monotonic()
             with self.rec_lock:  # commit 2: confirmed
                 rec = self.state.boot()
                 rec["slots"][target]["state"] = "good"
                 rec["pending"] = False
                 self.state.save_boot(rec)
+            timings["confirm_s"] = round(time.monotonic() - t3, 3)
             timings["total_s"] = round(time.monotonic() - t0 + received_s, 3)
             self.log(f"slot {target}: {why}")
             return _verdict("ok", f"slot {target} runs version {m.image_version}: {why}", pid=pid, timings=timings, **info)
@@ -364,6 +390,7 @@ def _sha256(path: Path) -> str:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "sitewarden-agent/" + AGENT_VERSION
+    timeout = 60  # seconds of silence before a connection is dropped (a stalled upload frees the install lock)
     agent: Agent
     token: bytes
 
@@ -443,7 +470,10 @@ class Handler(BaseHTTPRequestHandler):
                 with open(spool, "wb") as f:
                     left = n
                     while left > 0:
-                        got = self.rfile.read(min(left, CHUNK))
+                        try:
+                            got = self.rfile.read(min(left, CHUNK))
+                        except OSError:  # a stalled (timeout) or reset client
+                            got = b""
                         if not got:
                             break
                         f.write(got)
