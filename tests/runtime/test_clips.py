@@ -174,3 +174,62 @@ def test_http_sink_uploads_each_events_clip(tmp_path):
     assert all(auth == "Bearer tok" and ctype == "video/mp4" and body == data for _, auth, ctype, body in got)
     m = rec.metrics()["counters"]
     assert m[f"http:{url}"] == {"delivered": 2, "retries": 1}
+
+
+def test_cameras_keep_their_own_rings_and_clips(tmp_path):
+    cfg = ClipConfig(enabled=True, pre_s=1.0, post_s=1.0, max_mb=10)
+    rec = ClipRecorder(cfg, tmp_path, {"a": FPS, "b": FPS}, block=True)
+    ea, eb = event(T0 + 2.0, camera="a"), event(T0 + 2.2, camera="b")
+    names = {}
+    for i in range(40):
+        rec.push("a", T0 + i / FPS, frame(i))
+        rec.push("b", T0 + i / FPS, frame(200 - i))
+        if i == 20:
+            names["a"] = rec.request(ea)
+        if i == 22:
+            names["b"] = rec.request(eb)
+    assert rec.request(event(T0, camera="elsewhere")) is None  # not a camera of this device
+    rec.close()
+    assert names == {"a": f"{ea.id}.mp4", "b": f"{eb.id}.mp4"}
+    clips = {c.name: c for c in rec.clips()}
+    assert clips[names["a"]].camera == "a" and clips[names["b"]].camera == "b"
+    _, fa = decode(tmp_path / "clips" / names["a"])
+    _, fb = decode(tmp_path / "clips" / names["b"])
+    k = int(cfg.pre_s * FPS)  # the event's own frame, from each camera's own ring
+    assert abs(float(fa[k][1][:, 64:].mean()) - float(frame(20)[:, 64:].mean())) < 6
+    assert abs(float(fb[k][1][:, 64:].mean()) - float(frame(200 - 22)[:, 64:].mean())) < 6
+
+
+def test_pending_uploads_survive_a_restart(tmp_path):
+    got = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            got.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_port
+    server.server_close()  # the VMS is down while the clip is recorded
+    sink = SinkConfig(kind="http", params={"target": f"http://127.0.0.1:{port}/api/events", "timeout_s": 1})
+    cfg = ClipConfig(enabled=True, pre_s=0.5, post_s=0.5, max_mb=10)
+    rec = ClipRecorder(cfg, tmp_path, {"cam": FPS}, [sink], backoff=(0.05, 0.1), block=True)
+    e = event(T0 + 1.0)
+    names = feed(rec, range(30), {10: e})
+    rec.flush()
+    assert not rec.drain(0.5)
+    rec.close()  # the device restarts
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        rec2 = ClipRecorder(cfg, tmp_path, {"cam": FPS}, [sink], backoff=(0.05, 0.1), block=True)
+        assert rec2.drain(10)
+        rec2.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got == [(f"/api/events/{e.id}/clip", (tmp_path / "clips" / names[10]).read_bytes())]
