@@ -69,8 +69,9 @@ def create_app(settings: Settings, admin_password: str | None = None) -> FastAPI
             app.state.ingestor.close()
             store.engine.dispose()
 
-    app = FastAPI(title="sitewarden VMS", version="1", lifespan=lifespan, docs_url="/api/docs",
-                  redoc_url=None, openapi_url="/api/openapi.json")
+    # the schema is served (/api/openapi.json); the Swagger page is not, as it loads its scripts from a CDN
+    app = FastAPI(title="sitewarden VMS", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/api/openapi.json")
     app.state.settings = settings
     app.state.store = store
     app.state.broker = broker
@@ -90,18 +91,35 @@ def create_app(settings: Settings, admin_password: str | None = None) -> FastAPI
     def healthz():
         return {"ok": True}
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        resp = await call_next(request)
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        if not request.url.path.startswith("/api/docs"):
-            resp.headers.setdefault("Content-Security-Policy", "default-src 'self'; img-src 'self' data: blob:; "
-                                    "media-src 'self' blob:; style-src 'self'; script-src 'self'; "
-                                    "connect-src 'self'; frame-ancestors 'none'")
-        return resp
+    app.add_middleware(SecurityHeaders)
 
     return app
+
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                                 b"style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'"),
+]
+
+
+class SecurityHeaders:
+    """Plain ASGI middleware (no per-request task, unlike @app.middleware): adds the headers above."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _poll_loop(state, stop: threading.Event) -> None:

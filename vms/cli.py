@@ -5,7 +5,6 @@ The first start creates the database and the ``admin`` account; its password com
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

@@ -7,7 +7,7 @@ both engines without dialect types.
 """
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
+from sqlalchemy import (BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         create_engine, event)
 from sqlalchemy.engine import Engine
 
@@ -61,7 +61,7 @@ events = Table(
     Column("body", Text, nullable=False),  # the event JSON as the device sent it, without the inline JPEG
     Column("snapshot", String(128)),  # file name under DATA/snapshots/
     Column("clip", String(128)),  # file name under DATA/clips/
-    Column("clip_size", Integer),
+    Column("clip_size", BigInteger),
     Column("clip_at", Float),
     Column("acked_by", String(64)),
     Column("acked_at", Float),
@@ -87,7 +87,7 @@ artifacts = Table(
     Column("id", String(64), primary_key=True),  # the file's sha256
     Column("kind", String(16), nullable=False),  # image | pack
     Column("name", Text, nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("site", String(128)),
     Column("device", String(128)),
     Column("board", String(64)),

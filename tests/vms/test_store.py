@@ -1,11 +1,9 @@
 """Storage behaviour through the API, on SQLite and on PostgreSQL (the `vms` fixture runs both)."""
 from __future__ import annotations
 
-import io
 import json
 import time
 
-import pytest
 
 from .conftest import make_event, tiny_jpeg
 
