@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from runtime.agent.client import AgentError, flash as flash_image, read_token, status as agent_status
+from runtime.agent.client import AgentError, flash as flash_image, read_token
 
 EXIT_REFUSED, EXIT_FAILED = 2, 1
 
@@ -60,13 +60,9 @@ def flash(image: str, devices: tuple[str, ...], token: str | None, token_file: s
         tok = read_token(token, token_file)
     except (AgentError, OSError) as e:
         raise click.UsageError(str(e)) from None
-    size = Path(image).stat().st_size
     results = {}
     for url in devices:
         try:
-            before = agent_status(url, tok, cafile=cafile)
-            if size > int(before.get("max_upload_bytes") or size):
-                raise AgentError(f"{url}: the image ({size} bytes) is larger than the agent accepts ({before['max_upload_bytes']})")
             reply = flash_image(image, url, tok, progress=_progress_printer(url), timeout=timeout, cafile=cafile)
         except AgentError as e:
             click.echo(f"{url}: FAILED: {e}", err=True)

@@ -116,6 +116,10 @@ def _upload(path: str | os.PathLike, url: str, endpoint: str, token: str, progre
     p = Path(path)
     if not p.is_file():
         raise AgentError(f"{p}: no such file")
+    # a cheap GET first: a wrong token or an oversized file is named before any byte is sent
+    limit = status(url, token, timeout=min(timeout, 10.0), cafile=cafile, insecure=insecure).get("max_upload_bytes")
+    if limit is not None and p.stat().st_size > int(limit):
+        raise AgentError(f"{url}: {p.name} ({p.stat().st_size} bytes) is larger than the agent accepts ({limit} bytes)", 413)
     body = _Upload(p, progress)
     try:
         return _request("PUT", url, endpoint, token, body=body, length=body.total, timeout=timeout,

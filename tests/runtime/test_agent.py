@@ -302,7 +302,8 @@ def test_tls_when_given_a_certificate(built, tmp_path):
     (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                          serialization.NoEncryption()))
     agent = AgentProcess(tmp_path / "state", [built.key],
-                         extra=["--cert", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem")]).start()
+                         extra=["--cert", str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem"),
+                                "--max-upload", "100000"]).start()
     try:
         assert agent.url.startswith("https://")
         s = status(agent.url, TOKEN, cafile=str(tmp_path / "cert.pem"))
@@ -312,6 +313,9 @@ def test_tls_when_given_a_certificate(built, tmp_path):
         with pytest.raises(AgentError) as e:
             status(agent.url, "wrong-token-0123456789", cafile=str(tmp_path / "cert.pem"))
         assert e.value.status == 401
+        with pytest.raises(AgentError) as e:  # the client asks first: nothing is sent past the agent's limit
+            flash(built.path, agent.url, TOKEN, cafile=str(tmp_path / "cert.pem"))
+        assert e.value.status == 413 and "larger than the agent accepts" in str(e.value)
     finally:
         agent.stop()
 
