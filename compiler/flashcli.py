@@ -48,7 +48,7 @@ def _timings(t: dict) -> str:
 @click.option("--token", default=None, help="Agent access token (or --token-file, or $SITEWARDEN_AGENT_TOKEN).")
 @click.option("--token-file", default=None, type=click.Path(dir_okay=False, exists=True), help="File holding the token.")
 @click.option("--cafile", default=None, type=click.Path(dir_okay=False, exists=True), help="CA or self-signed certificate of https agents.")
-@click.option("--timeout", default=180.0, show_default=True, help="Seconds per device (transfer, install and health check).")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds per device (transfer, install and health check).")
 def flash(image: str, devices: tuple[str, ...], token: str | None, token_file: str | None, cafile: str | None, timeout: float):
     """Send IMAGE to each device's agent: it verifies it, installs the inactive slot, switches and
     waits for the runtime's health, rolling back if it fails.

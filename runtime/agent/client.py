@@ -23,7 +23,7 @@ from urllib.parse import quote, urlsplit
 __all__ = ["AgentError", "flash", "push_pack", "status", "add_key", "revoke_key", "read_token"]
 
 CHUNK = 256 * 1024
-DEFAULT_TIMEOUT = 180.0  # an install waits for the new runtime's health report
+DEFAULT_TIMEOUT = 300.0  # an install waits for the new runtime's health report (and a rollback for the old one)
 
 
 class AgentError(Exception):
