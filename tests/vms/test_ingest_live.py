@@ -182,3 +182,29 @@ def test_the_runtime_http_sink_uploads_clips(server, tmp_path):
     got = httpx.get(f"{server.url}/api/events/{ev.id}/clip", headers=server.login())
     assert got.status_code == 200 and got.content == mp4
     assert httpx.get(f"{server.url}/api/events/{ev.id}", headers=server.login()).json()["clip_url"]
+
+
+def test_a_storage_failure_is_a_retryable_503(server):
+    """If the database fails, the POST is answered 503 + Retry-After (nothing claimed stored) and the
+    runtime's sink retries later; once storage is back the same event is stored once."""
+    from runtime.sinks import DeliveryError, HttpSink
+
+    token = server.add_device("cam-1")
+    sink = HttpSink(SinkConfig(kind="http", params={"target": f"{server.url}/api/events", "token": token}))
+    ing = server.app.state.ingestor
+    real = ing._write
+
+    def broken(batch):
+        raise OSError("disk I/O error")
+
+    ing._write = broken
+    ev = make_event(1)
+    try:
+        with pytest.raises(DeliveryError) as err:
+            sink.send(ev, ev.to_json())
+        assert not err.value.permanent and err.value.retry_after == 2.0
+    finally:
+        ing._write = real
+    sink.send(ev, ev.to_json())
+    sink.send(ev, ev.to_json())
+    assert stored(server) == [ev.id]
