@@ -3,7 +3,8 @@
 * Passwords: ``hashlib.scrypt`` (n=2**14, r=8, p=1, 16-byte salt), stored as
   ``scrypt$n$r$p$salt$hash`` (base64); compared in constant time.
 * Tokens (sessions ``sws_...`` and devices ``swd_...``): 256 random bits; only their sha256 is
-  stored, so a copy of the database lets nobody in.
+  stored, so a copy of the database lets nobody in. A device may also be registered with a token
+  of the site's choosing (e.g. the spec's ``!secret vms_token``), at least 16 characters.
 * A request authenticates with ``Authorization: Bearer TOKEN`` or, for the dashboard, the
   ``sw_session`` cookie (HttpOnly, SameSite=Strict). A cookie-authenticated request that changes
   state must also carry ``X-Sitewarden: 1`` (a cross-site form cannot set it): CSRF protection.
@@ -95,11 +96,11 @@ class Authenticator:
             return hit[1]
         found = None
         with self.engine.connect() as c:
-            if token.startswith("swd_"):
+            if not token.startswith("sws_"):  # device tokens: generated ones start swd_, given ones may not
                 row = c.execute(select(db.devices.c.id).where(db.devices.c.token_hash == h)).first()
                 if row is not None:
                     found = Principal("device", row.id, "device")
-            elif token.startswith("sws_"):
+            else:
                 row = c.execute(select(db.users.c.name, db.users.c.role, db.users.c.disabled, db.sessions.c.expires)
                                 .join(db.users, db.users.c.name == db.sessions.c.user)
                                 .where(db.sessions.c.token_hash == h)).first()

@@ -57,21 +57,25 @@ def list_devices(request: Request, who: Who):
 @router.post("/api/devices", status_code=201, summary="Register a device (admin); its token is shown once")
 async def add_device(request: Request, who: Who):
     """``{id, token?, agent_url?, agent_token?}``. Without ``token`` one is generated. The
-    token goes into the device's sink (``token: !secret vms_token``); only its hash is kept."""
+    token goes into the device's sink (``token: !secret vms_token``); only its hash is kept.
+    Two devices cannot share a token (409)."""
     require_role(who, "admin")
     d = await _body(request)
     dev = str(d.get("id") or "")
     if not DEVICE_ID.match(dev):
         raise HTTPException(400, "id: 1-128 of letters, digits, '_.:-'")
     token = d.get("token") or new_token("swd")
-    if not isinstance(token, str) or not token.startswith("swd_") or len(token) < 24:
-        raise HTTPException(400, "token: a device token starts with 'swd_' and has at least 24 characters")
+    if not isinstance(token, str) or len(token) < 16 or token.startswith("sws_") or not token.isprintable() \
+            or " " in token:
+        raise HTTPException(400, "token: at least 16 printable characters without spaces (not starting sws_)")
     st = _state(request)
 
     def commit():
         with st.store.engine.begin() as c:
             if c.execute(select(db.devices.c.id).where(db.devices.c.id == dev)).first():
                 raise HTTPException(409, f"device {dev} exists; rotate its token instead")
+            if c.execute(select(db.devices.c.id).where(db.devices.c.token_hash == token_hash(token))).first():
+                raise HTTPException(409, "another device has this token; each device needs its own")
             c.execute(insert(db.devices).values(id=dev, token_hash=token_hash(token), agent_url=d.get("agent_url"),
                                                 agent_token=d.get("agent_token"), health="unknown", created=time.time()))
             st.store.audit(c, who.actor, "device.add", dev, agent_url=d.get("agent_url"))

@@ -188,6 +188,14 @@ def test_devices_status_tokens_and_flags(vms):
     assert fleet[0]["status"]["fps"] == 9.8 and fleet[0]["health"] == "ok"
     assert "token_hash" not in fleet[0] and "agent_token" not in fleet[0]
     assert c.tc.post("/api/devices", json={"id": "cam-1"}, headers=c.admin).status_code == 409
+    # a token of the site's choosing (the spec's `!secret vms_token`) works; a shared one does not
+    r = c.tc.post("/api/devices", json={"id": "cam-3", "token": "riverside-crane-3-token"}, headers=c.admin)
+    assert r.status_code == 201 and r.json()["token"] == "riverside-crane-3-token"
+    mine = {"Authorization": "Bearer riverside-crane-3-token"}
+    assert c.tc.post("/api/devices/status", json={}, headers=mine).json()["id"] == "cam-3"
+    assert c.tc.post("/api/devices", json={"id": "cam-4", "token": "riverside-crane-3-token"},
+                     headers=c.admin).status_code == 409
+    assert c.tc.post("/api/devices", json={"id": "cam-4", "token": "short"}, headers=c.admin).status_code == 400
     new = c.tc.post("/api/devices/cam-1/token", headers=c.admin).json()["token"]
     assert c.tc.post("/api/devices/status", json={}, headers=dev).status_code == 401  # the old token is gone
     newh = {"Authorization": f"Bearer {new}"}
