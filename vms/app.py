@@ -50,10 +50,33 @@ def bootstrap_admin(store: Store, password: str | None = None) -> str | None:
     return pw if generated else None
 
 
-def create_app(settings: Settings, admin_password: str | None = None) -> FastAPI:
+def ensure_device(store: Store, device_id: str, token: str, agent_url: str | None = None,
+                  agent_token: str | None = None) -> bool:
+    """Register `device_id` with `token` (or give it that token); True when it was new. For
+    `build.py vms --device ID=TOKEN`: the field set-up without a round trip through the API."""
+    with store.engine.begin() as c:
+        h = token_hash(token)
+        other = c.execute(select(db.devices.c.id).where(db.devices.c.token_hash == h)).first()
+        if other is not None and other.id != device_id:
+            raise ValueError(f"device {other.id} already has this token; each device needs its own")
+        values = {"token_hash": h, **({"agent_url": agent_url} if agent_url else {}),
+                  **({"agent_token": agent_token} if agent_token else {})}
+        if c.execute(select(db.devices.c.id).where(db.devices.c.id == device_id)).first() is None:
+            c.execute(insert(db.devices).values(id=device_id, health="unknown", created=time.time(), **values))
+            store.audit(c, "system", "device.add", device_id, via="command line")
+            return True
+        c.execute(update(db.devices).where(db.devices.c.id == device_id).values(**values))
+        store.audit(c, "system", "device.update", device_id, via="command line")
+        return False
+
+
+def create_app(settings: Settings, admin_password: str | None = None,
+               devices: list[tuple[str, str, str | None, str | None]] = ()) -> FastAPI:
     store = Store(settings)
     broker = Broker()
     generated = bootstrap_admin(store, admin_password)
+    for dev_id, token, agent_url, agent_token in devices:
+        ensure_device(store, dev_id, token, agent_url, agent_token)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

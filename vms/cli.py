@@ -27,9 +27,12 @@ import click
 @click.option("--max-clip-gb", default=20.0, show_default=True, type=float)
 @click.option("--poll-agents-s", default=30.0, show_default=True, type=float,
               help="Poll device agents for status this often (0: never).")
+@click.option("--device", "devices", multiple=True, metavar="ID=TOKEN[@AGENT_URL[#AGENT_TOKEN]]",
+              help="Register a device with this token (or give it this token), e.g. the spec's vms_token; "
+                   "with its agent's URL and token for pushes and polling. Repeatable.")
 @click.option("--log-level", default="warning", show_default=True)
 def vms(data_dir, db_url, host, port, admin_password, keys, max_event_age_days, max_events, max_clip_age_days,
-        max_clip_gb, poll_agents_s, log_level):
+        max_clip_gb, poll_agents_s, devices, log_level):
     """Start the VMS: event ingest, dashboard, fleet, repository, hard samples."""
     try:
         import uvicorn
@@ -45,10 +48,19 @@ def vms(data_dir, db_url, host, port, admin_password, keys, max_event_age_days, 
                         max_events=max_events, max_clip_age_s=max_clip_age_days * 86400,
                         max_clip_bytes=int(max_clip_gb * (1 << 30)), trusted_keys=[Path(k) for k in keys],
                         poll_agents_every_s=poll_agents_s)
+    parsed = []
+    for spec in devices:
+        dev, sep, rest = spec.partition("=")
+        token, _, agent = rest.partition("@")
+        agent_url, _, agent_token = agent.partition("#")
+        if not sep or not dev or len(token) < 16:
+            click.echo(f"--device {spec!r}: expected ID=TOKEN (a token of at least 16 characters)", err=True)
+            sys.exit(2)
+        parsed.append((dev, token, agent_url or None, agent_token or None))
     try:
-        app = create_app(settings, admin_password=admin_password)
+        app = create_app(settings, admin_password=admin_password, devices=parsed)
     except Exception as e:  # a bad URL, an unreachable database, an unwritable folder
-        click.echo(f"vms: cannot open the store: {type(e).__name__}: {e}", err=True)
+        click.echo(f"vms: cannot start: {type(e).__name__}: {e}", err=True)
         sys.exit(2)
     where = db_url.split("@")[-1] if db_url else str(Path(data_dir).resolve() / "vms.sqlite")
     click.echo(f"sitewarden VMS on http://{host}:{port}/  (database {where}, data {Path(data_dir).resolve()})")

@@ -123,7 +123,7 @@ def test_build_py_vms_starts_with_no_set_up(tmp_path, repo_root):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SITEWARDEN_VMS_ADMIN_PASSWORD"}
     proc = subprocess.Popen([sys.executable, "build.py", "vms", "--data", str(tmp_path / "d"), "--port", str(port),
-                             "--poll-agents-s", "0"], cwd=repo_root, env=env, stdout=subprocess.PIPE,
+                             "--poll-agents-s", "0", "--device", "crane-cam=the-sites-vms-token-1"], cwd=repo_root, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         lines = [proc.stdout.readline(), proc.stdout.readline()]
@@ -144,6 +144,9 @@ def test_build_py_vms_starts_with_no_set_up(tmp_path, repo_root):
         r = httpx.post(f"http://127.0.0.1:{port}/api/login", json={"name": "admin", "password": pw})
         assert r.status_code == 200
         assert (tmp_path / "d" / "vms.sqlite").exists()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/devices/status", json={"health": "ok"},
+                       headers={"Authorization": "Bearer the-sites-vms-token-1"})
+        assert r.status_code == 200 and r.json()["id"] == "crane-cam"
     finally:
         proc.terminate()
         proc.wait(15)
