@@ -30,6 +30,8 @@ class HttpSink(_SinkBase):
     http: str = Field(description="URL that receives each event as a JSON POST (the VMS's /api/events).")
     token: str | None = Field(default=None, description="Bearer token; keep it out of the spec with !secret or !env.")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="Per-request timeout.")
+    inline_snapshot: bool = Field(default=True, description="Send the event's snapshot JPEG inside the JSON "
+                                  "(base64), so the VMS can show it and turn a false-alarm mark into a hard sample.")
 
     @field_validator("http")
     @classmethod
