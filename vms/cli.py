@@ -30,9 +30,11 @@ import click
 @click.option("--device", "devices", multiple=True, metavar="ID=TOKEN[@AGENT_URL[#AGENT_TOKEN]]",
               help="Register a device with this token (or give it this token), e.g. the spec's vms_token; "
                    "with its agent's URL and token for pushes and polling. Repeatable.")
+@click.option("--cert", default=None, type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM): serve HTTPS.")
+@click.option("--keyfile", default=None, type=click.Path(exists=True, dir_okay=False), help="The certificate's private key (PEM).")
 @click.option("--log-level", default="warning", show_default=True)
 def vms(data_dir, db_url, host, port, admin_password, keys, max_event_age_days, max_events, max_clip_age_days,
-        max_clip_gb, poll_agents_s, devices, log_level):
+        max_clip_gb, poll_agents_s, devices, cert, keyfile, log_level):
     """Start the VMS: event ingest, dashboard, fleet, repository, hard samples."""
     try:
         import uvicorn
@@ -41,6 +43,9 @@ def vms(data_dir, db_url, host, port, admin_password, keys, max_event_age_days, 
         from .store import Settings
     except ImportError as e:
         click.echo(f"the VMS needs its extra: pip install -e '.[vms]' ({e})", err=True)
+        sys.exit(2)
+    if bool(cert) != bool(keyfile):
+        click.echo("vms: --cert and --keyfile go together", err=True)
         sys.exit(2)
     if not keys and Path("keys/signing.pub.pem").exists():
         keys = ("keys/signing.pub.pem",)
@@ -63,10 +68,10 @@ def vms(data_dir, db_url, host, port, admin_password, keys, max_event_age_days, 
         click.echo(f"vms: cannot start: {type(e).__name__}: {e}", err=True)
         sys.exit(2)
     where = db_url.split("@")[-1] if db_url else str(Path(data_dir).resolve() / "vms.sqlite")
-    click.echo(f"sitewarden VMS on http://{host}:{port}/  (database {where}, data {Path(data_dir).resolve()})")
+    click.echo(f"sitewarden VMS on {'https' if cert else 'http'}://{host}:{port}/  (database {where}, data {Path(data_dir).resolve()})")
     if app.state.generated_admin_password:
         click.echo(f"first start: account 'admin', password {app.state.generated_admin_password} (shown once; "
                    f"set ${'SITEWARDEN_VMS_ADMIN_PASSWORD'} to choose it)")
     sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=3)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=3,
+                ssl_certfile=cert, ssl_keyfile=keyfile)

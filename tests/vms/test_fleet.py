@@ -150,3 +150,45 @@ def test_build_py_vms_starts_with_no_set_up(tmp_path, repo_root):
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_build_py_vms_serves_https_with_a_certificate(tmp_path, repo_root):
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vms.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "build.py", "vms", "--data", str(tmp_path / "d"), "--port", str(port),
+                             "--poll-agents-s", "0", "--admin-password", "a-long-password", "--cert",
+                             str(tmp_path / "cert.pem"), "--keyfile", str(tmp_path / "key.pem")], cwd=repo_root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().startswith(f"sitewarden VMS on https://127.0.0.1:{port}/")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.post(f"https://127.0.0.1:{port}/api/login", verify=str(tmp_path / "cert.pem"),
+                               json={"name": "admin", "password": "a-long-password"})
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert r.status_code == 200 and "secure" in r.headers["set-cookie"].lower()
+    finally:
+        proc.terminate()
+        proc.wait(15)
