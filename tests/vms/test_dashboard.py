@@ -78,6 +78,21 @@ def test_a_live_event_appears_and_is_acknowledged(server, browser):
     assert not dialogs and not errors
 
 
+def test_older_events_page_in(server, browser):
+    token = server.add_device("cam-1")
+    h = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=server.url, headers=h) as c:
+        for i in range(130):
+            c.post("/api/events", content=make_event(i).to_json()).raise_for_status()
+    page = browser.new_page()
+    login(page, server.url)
+    assert page.locator("#feed li.event").count() == 100
+    page.click("#older")
+    page.wait_for_function("document.querySelectorAll('#feed li.event').length == 130")
+    assert not page.is_visible("#older")
+    assert page.locator(f'li.event[data-id="{make_event(0).id}"]').count() == 1
+
+
 def test_event_text_is_shown_as_text_never_as_markup(server, browser):
     token = server.add_device("cam-1")
     h = {"Authorization": f"Bearer {token}"}

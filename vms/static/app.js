@@ -74,6 +74,7 @@ $("#login").addEventListener("submit", async (ev) => {
 
 $("#logout").addEventListener("click", async () => { await api("/api/logout", { method: "POST" }).catch(() => {}); showLogin(); });
 $("#only-open").addEventListener("change", renderFeed);
+$("#older").addEventListener("click", () => loadOlder().catch(() => {}));
 
 // --- events -----------------------------------------------------------------------------------------
 
@@ -81,6 +82,17 @@ async function loadEvents() {
   const page = await api("/api/events?limit=100");
   state.events.clear(); state.order = [];
   for (const e of page.events.reverse()) upsert(e, false);
+  state.next = page.next;
+  renderFeed();
+}
+
+async function loadOlder() {
+  if (!state.next) return;
+  const page = await api(`/api/events?limit=100&before=${state.next}`);
+  for (const e of page.events) {
+    if (!state.events.has(e.id)) { state.events.set(e.id, e); state.order.push(e.id); }
+  }
+  state.next = page.next;
   renderFeed();
 }
 
@@ -89,7 +101,11 @@ function upsert(e, render = true) {
   state.events.set(e.id, e);
   if (!known) {
     state.order.unshift(e.id);
-    if (state.order.length > 500) state.events.delete(state.order.pop());
+    if (state.order.length > 2000) {  // keep the page light; "Load older" fetches the dropped ones again
+      const old = state.events.get(state.order.pop());
+      state.events.delete(old.id);
+      state.next = old.seq + 1;
+    }
   }
   if (!render) return;
   const li = document.querySelector(`li.event[data-id="${CSS.escape(e.id)}"]`);
@@ -129,6 +145,7 @@ function renderFeed() {
   ul.replaceChildren(...items.map(eventItem));
   const unacked = state.order.filter((id) => !state.events.get(id)?.acked_at).length;
   $("#feed-count").textContent = `${unacked} open / ${state.order.length}`;
+  $("#older").hidden = !state.next;
 }
 
 function renderDetail() {
