@@ -75,12 +75,18 @@ class CameraPipeline:
     def _ground(self, pts: np.ndarray) -> np.ndarray | None:
         return apply(self.H, pts) if self.H is not None and len(pts) else None
 
-    def process(self, image: np.ndarray, t: float, t_epoch: float) -> FrameResult:
+    def process(self, image: np.ndarray, t: float, t_epoch: float, dets: Detections | None = None,
+                detect_ms: float = 0.0) -> FrameResult:
+        """One frame; `dets` (with its share of the detector's time) when the device detected for
+        several cameras in one call."""
         dev, timing = self.device, {}
         t0 = time.perf_counter()
         det_model = dev.governor.current("detector")
-        dets = stages.detect(dev.sessions.get(det_model), det_model, image, conf=self.detect_conf)
-        timing["detector"] = (time.perf_counter() - t0) * 1e3
+        if dets is None:
+            dets = stages.detect(dev.sessions.get(det_model), det_model, image, conf=self.detect_conf)
+            timing["detector"] = (time.perf_counter() - t0) * 1e3
+        else:
+            timing["detector"] = detect_ms
         t1 = time.perf_counter()
         tracked = self.tracker.update(dets)
         classes = det_model.classes
@@ -203,7 +209,30 @@ class Device:
             self.clips.push(camera_id, t_epoch, image)
         t0 = time.perf_counter()
         result = self.cameras[camera_id].process(image, t, t_epoch)
-        total = (time.perf_counter() - t0) * 1e3
+        return self._finish(camera_id, image, t_epoch, result, (time.perf_counter() - t0) * 1e3)
+
+    def process_batch(self, frames: list[tuple[str, np.ndarray, float, float]]) -> list[FrameResult]:
+        """One frame from each of several cameras, `(camera, image, t, t_epoch)`: the detector runs
+        once on all of them where its model has a free batch axis (`stages.batchable`), then each
+        camera goes on alone. Each result's detector time is its share of the batched call."""
+        if len(frames) <= 1:
+            return [self.process(*f) for f in frames]
+        if self.clips is not None:
+            for cid, image, _, t_epoch in frames:
+                self.clips.push(cid, t_epoch, image)
+        det_model = self.governor.current("detector")
+        t0 = time.perf_counter()
+        dets = stages.detect_batch(self.sessions.get(det_model), det_model, [f[1] for f in frames],
+                                   [self.cameras[f[0]].detect_conf for f in frames])
+        share = (time.perf_counter() - t0) * 1e3 / len(frames)
+        out = []
+        for (cid, image, t, t_epoch), d in zip(frames, dets):
+            t1 = time.perf_counter()
+            result = self.cameras[cid].process(image, t, t_epoch, dets=d, detect_ms=share)
+            out.append(self._finish(cid, image, t_epoch, result, share + (time.perf_counter() - t1) * 1e3))
+        return out
+
+    def _finish(self, camera_id: str, image: np.ndarray, t_epoch: float, result: FrameResult, total: float) -> FrameResult:
         switches = self.governor.observe(total, {k: v for k, v in result.stage_ms.items()})
         mean_luma = float(image[::8, ::8].mean())
         switches += self.governor.evaluate_situations(t_epoch, brightness=mean_luma, camera=camera_id)

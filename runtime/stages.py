@@ -52,8 +52,14 @@ def _input_hw(model: ModelConfig) -> tuple[int, int]:
 
 def detect(session: ort.InferenceSession, model: ModelConfig, frame: np.ndarray, conf: float = DETECT_CONF) -> Detections:
     """Detections in frame pixels; class ids index `model.classes` (person, machine, ...)."""
-    h, w = _input_hw(model)
     name = model.inputs[0]["name"]
+    if model.decoder == "ssd":  # any input size: the graph resizes (symbolic H and W are fine)
+        rgb = np.ascontiguousarray(frame[:, :, ::-1])[None]
+        outs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {name: rgb})))
+        boxes = next(v for k, v in outs.items() if "boxes" in k)[0]
+        scores = next(v for k, v in outs.items() if "scores" in k)[0]
+        return decode_ssd(boxes, scores, conf=conf, frame_size=frame.shape[1::-1])
+    h, w = _input_hw(model)
     if model.decoder == "centernet-ltrb":
         lb = Letterbox.fit(frame.shape[1::-1], (w, h))
         heat, box = session.run(None, {name: student_input(frame, lb)})
@@ -65,13 +71,34 @@ def detect(session: ort.InferenceSession, model: ModelConfig, frame: np.ndarray,
         lb = Letterbox.fit(frame.shape[1::-1], (w, h))
         (out,) = session.run(None, {name: to_nchw_float(lb.apply(frame))})
         return decode_yolov8(out, conf=conf, letterbox=lb)
-    if model.decoder == "ssd":
-        rgb = np.ascontiguousarray(frame[:, :, ::-1])[None]
-        outs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {name: rgb})))
-        boxes = next(v for k, v in outs.items() if "boxes" in k)[0]
-        scores = next(v for k, v in outs.items() if "scores" in k)[0]
-        return decode_ssd(boxes, scores, conf=conf, frame_size=frame.shape[1::-1])
     raise ValueError(f"no decoder '{model.decoder}' for the detector")
+
+
+def batchable(model: ModelConfig) -> bool:
+    """Whether one session call can take several frames: a letterboxed decoder and a free batch axis."""
+    first = model.inputs[0]["shape"][0] if model.inputs and model.inputs[0].get("shape") else 1
+    return model.decoder in ("centernet-ltrb", "yolov8") and not isinstance(first, int)
+
+
+def detect_batch(session: ort.InferenceSession, model: ModelConfig, frames: list[np.ndarray],
+                 conf: float | list[float] = DETECT_CONF) -> list[Detections]:
+    """:func:`detect` on several frames (several cameras) with one session call where the model
+    allows (:func:`batchable`), else one call each; the same detections as frame-by-frame."""
+    confs = conf if isinstance(conf, list) else [conf] * len(frames)
+    if len(frames) <= 1 or not batchable(model):
+        return [detect(session, model, f, c) for f, c in zip(frames, confs)]
+    h, w = _input_hw(model)
+    name = model.inputs[0]["name"]
+    lbs = [Letterbox.fit(f.shape[1::-1], (w, h)) for f in frames]
+    if model.decoder == "centernet-ltrb":
+        heat, box = session.run(None, {name: np.concatenate([student_input(f, lb) for f, lb in zip(frames, lbs)])})
+        stride = h // heat.shape[2]
+        return [decode_student(heat[i:i + 1], box[i:i + 1], stride=stride, conf=c, letterbox=lb)
+                for i, (lb, c) in enumerate(zip(lbs, confs))]
+    from .decoders import to_nchw_float
+
+    (out,) = session.run(None, {name: np.concatenate([to_nchw_float(lb.apply(f)) for f, lb in zip(frames, lbs)])})
+    return [decode_yolov8(out[i:i + 1], conf=c, letterbox=lb) for i, (lb, c) in enumerate(zip(lbs, confs))]
 
 
 def crop_size(model: ModelConfig) -> tuple[int, int]:
