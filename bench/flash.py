@@ -240,15 +240,19 @@ def run_faults(n: int, agent: Agent, key, image, fields, folder: Path, version: 
             agent.start()
             note = f"killed at {frac:.0%} of the upload"
         elif kind == "kill9-install":
-            delay = rng.uniform(0.0, 3.0)
+            delay = rng.uniform(0.0, 0.25) if (i // len(kinds)) % 2 else rng.uniform(0.25, 3.5)  # before / after the switch
             path = folder / f"fault-{i}.swimg"
             path.write_bytes(blob)
             th = threading.Thread(target=lambda: _quiet(flash, path, agent.url, TOKEN), daemon=True)
             th.start()
             time.sleep(delay)
             agent.kill9()
+            try:
+                switched = json.loads((agent.state / "boot.json").read_text())["pending"]
+            except (OSError, ValueError, KeyError):
+                switched = False
             agent.start()
-            note = f"killed {delay:.2f} s into the flash"
+            note = f"killed {delay:.2f} s in, {'switched (on trial)' if switched else 'before the switch'}"
         elif kind in ("tampered", "older", "crash-on-boot"):
             if kind == "tampered":
                 b = bytearray(blob)
