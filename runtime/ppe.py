@@ -1,7 +1,7 @@
 """Per-person PPE: crops, the classifier's pre- and post-processing, and the colour baseline.
 
-numpy only, so training (``distill.ppe``), evaluation, benchmarks and the device all cut, scale
-and decode the same way:
+numpy (plus OpenCV's resize where installed, matching the numpy reference), so training
+(``distill.ppe``), evaluation, benchmarks and the device all cut, scale and decode the same way:
 
     crops = person_crops(frame_bgr, boxes, size=(64, 128))   # (N, 128, 64, 3) uint8, BGR, letterboxed
     x = preprocess(crops)                                   # (N, 3, 128, 64) float32, RGB / 255
@@ -17,6 +17,11 @@ band where a vest is worn. Both are clipped to the frame, so a person at the edg
 from __future__ import annotations
 
 import numpy as np
+
+try:  # a runtime dependency; the crops fall back to the numpy reference without it
+    import cv2
+except ImportError:  # pragma: no cover
+    cv2 = None
 
 CLASSES = ("helmet", "vest")
 DECODER = "ppe-sigmoid"           # the model card's decoder kind: (N, 2) logits -> sigmoid
@@ -81,7 +86,25 @@ def _block_mean(img: np.ndarray, k: int) -> np.ndarray:
 
 def resize_bilinear(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
     """Bilinear resize with pixel-centre alignment (OpenCV's INTER_LINEAR convention); downscales
-    by 2x or more are block-averaged first. Returns float32 (h, w, c)."""
+    by 2x or more are block-averaged first. Returns float32 (h, w, c).
+
+    Runs on OpenCV (INTER_AREA at an integer factor is exactly the block mean; INTER_LINEAR on
+    float32 the same interpolation), 10x faster than :func:`resize_bilinear_numpy`, the reference
+    it matches to 5e-3 of 255 (tests/runtime/test_ppe.py); the numpy one serves where OpenCV is absent."""
+    if cv2 is None:
+        return resize_bilinear_numpy(img, out_w, out_h)
+    src = img if img.ndim == 3 else img[..., None]
+    k = int(min(src.shape[0] / max(out_h, 1), src.shape[1] / max(out_w, 1)) // 2) * 2
+    if k >= 2:
+        h, w = (src.shape[0] // k) * k, (src.shape[1] // k) * k
+        src = cv2.resize(src[:h, :w].astype(np.float32), (w // k, h // k), interpolation=cv2.INTER_AREA)
+    else:
+        src = src.astype(np.float32)
+    return cv2.resize(src, (out_w, out_h), interpolation=cv2.INTER_LINEAR).reshape(out_h, out_w, -1)
+
+
+def resize_bilinear_numpy(img: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """The reference of :func:`resize_bilinear` in plain numpy."""
     src = img if img.ndim == 3 else img[..., None]
     k = int(min(src.shape[0] / max(out_h, 1), src.shape[1] / max(out_w, 1)) // 2) * 2
     src = _block_mean(src, k) if k >= 2 else src.astype(np.float32)
