@@ -122,14 +122,14 @@ def read_samples(folder: Path) -> list[HardSample]:
 
 def false_alarm_sample(folder: Path, event: dict, snapshot_jpeg: bytes, boxes: list | None = None) -> HardSample:
     """An operator's false-alarm mark on ``event`` (the event's JSON dict) as a hard sample: its
-    snapshot, and the student boxes that raised it (``boxes``, or the event's ``detail.boxes`` /
-    ``detail.box`` when the device put them there). The id is ``fa-<event id>``, so marking the
-    same event twice stores it once."""
-    detail = event.get("detail") or {}
+    snapshot, and the student boxes that raised it (``boxes``, or the event's ``details.boxes`` /
+    ``details.box`` when the device put them there). The id is ``fa_<event id>`` (as the VMS's
+    false-alarm route names it), so marking the same event twice stores it once."""
+    detail = event.get("details") or event.get("detail") or {}
     if boxes is None:
         boxes = detail.get("boxes") or ([detail["box"]] if detail.get("box") else [])
     boxes = [list(map(float, b))[:4] + [float(b[4]) if len(b) > 4 else 1.0] for b in boxes]
-    meta = {"id": f"fa-{event['id']}", "device": event.get("device", ""), "camera": event.get("camera", ""),
+    meta = {"id": f"fa_{event['id']}", "device": event.get("device", ""), "camera": event.get("camera", ""),
             "t": float(event.get("t_event", event.get("t", time.time()))), "reason": "false_alarm",
             "boxes": boxes, "source": "false_alarm", "event_id": event["id"]}
     return write_sample(folder, snapshot_jpeg, meta)
@@ -283,8 +283,9 @@ def run_round(samples_dir: Path, out_dir: Path, *, variant: str = "det-s256", zo
     timings["data_s"] = round(time.perf_counter() - ts, 1)
 
     try:
-        current = F.load_current(variant, shipped, seed, scratch=out_dir)
-        start = f"checkpoint {F.checkpoint_path(variant, seed)} (export checked against {shipped})"
+        ck_seed = current_card.training.seed          # the shipped model's own training seed
+        current = F.load_current(variant, shipped, ck_seed, scratch=out_dir)
+        start = f"checkpoint {F.checkpoint_path(variant, ck_seed)} (export checked against {shipped})"
     except F.CheckpointMismatch as e:
         if not smoke:
             raise

@@ -66,9 +66,9 @@ def test_samples_round_trip_and_false_alarm(tmp_path):
                                  "boxes": [[1, 2, 30, 60, 0.3]], "source": "device", "event_id": None})
     write_sample(tmp_path, img, {"id": "s1", "device": "d1", "camera": "cam", "t": 1.0, "reason": "disagreement"})
     (tmp_path / "half.json").write_text(json.dumps({"id": "half"}))   # upload in progress: no JPEG
-    ev = {"id": "e" * 32, "device": "d1", "camera": "cam", "t_event": 3.0, "detail": {"box": [5, 5, 40, 70]}}
+    ev = {"id": "e" * 32, "device": "d1", "camera": "cam", "t_event": 3.0, "details": {"box": [5, 5, 40, 70]}}
     fa = false_alarm_sample(tmp_path, ev, (tmp_path / "s1.jpg").read_bytes())
-    assert fa.id == f"fa-{'e' * 32}" and fa.reason == "false_alarm" and fa.source == "false_alarm"
+    assert fa.id == f"fa_{'e' * 32}" and fa.reason == "false_alarm" and fa.source == "false_alarm"
     assert fa.boxes == [[5.0, 5.0, 40.0, 70.0, 1.0]]
     got = read_samples(tmp_path)
     assert [s.id for s in got] == ["s1", "s2", fa.id]           # by camera, then time
