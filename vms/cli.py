@@ -73,5 +73,8 @@ def vms(data_dir, db_url, host, port, admin_password, keys, max_event_age_days, 
         click.echo(f"first start: account 'admin', password {app.state.generated_admin_password} (shown once; "
                    f"set ${'SITEWARDEN_VMS_ADMIN_PASSWORD'} to choose it)")
     sys.stdout.flush()
+    # the ingest writer thread hands each commit back to the event loop: with the default 5 ms GIL
+    # switch interval, a busy loop thread delays every hand-over by up to 5 ms (a convoy)
+    sys.setswitchinterval(0.001)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=3,
                 ssl_certfile=cert, ssl_keyfile=keyfile)

@@ -34,6 +34,7 @@ from .store import Store
 
 log = logging.getLogger("sitewarden.vms.ingest")
 MAX_BATCH = 256
+LAST_SEEN_EVERY_S = 2.0
 
 
 @dataclass
@@ -63,6 +64,7 @@ class Ingestor:
         self._insert = pg_insert if db.is_postgres(store.engine) else sqlite_insert
         self._stop = threading.Event()
         self._last_retention = 0.0
+        self._seen_written: dict[str, float] = {}
         self.batches = 0
         self.committed = 0
         self._thread = threading.Thread(target=self._run, name="vms-ingest", daemon=True)
@@ -133,8 +135,9 @@ class Ingestor:
 
     def _write(self, batch: list[Pending]):
         """One transaction for the batch: a single multi-row INSERT .. ON CONFLICT (id) DO NOTHING
-        RETURNING id (the first POST of an id in the batch is the one that creates it), the
-        devices' last_seen, and one SELECT of the stored rows to answer with."""
+        RETURNING the new rows (the first POST of an id in the batch is the one that creates it);
+        a SELECT only for ids already stored; the devices' last_seen (at most every 2 s each).
+        Few statements per batch: each is a GIL release and re-acquire for the writer thread."""
         e = db.events
         first: dict[str, int] = {}
         values = []
@@ -146,13 +149,20 @@ class Ingestor:
             values.append(dict(id=ev.id, type=ev.type, severity=ev.severity, site=ev.site, device=ev.device,
                                camera=ev.camera, zone=ev.zone, t_event=ev.t_event, received=p.received, body=p.body,
                                snapshot=p.snapshot, false_alarm=False))
+        now = time.monotonic()
         seen: dict[str, float] = {}
-        for p in batch:
-            seen[p.event.device] = max(seen.get(p.event.device, 0.0), p.received)
+        for p in batch:  # last_seen is written at most every LAST_SEEN_EVERY_S per device
+            if now - self._seen_written.get(p.event.device, -1e9) >= LAST_SEEN_EVERY_S:
+                seen[p.event.device] = max(seen.get(p.event.device, 0.0), p.received)
         with self.store.engine.begin() as c:
-            stmt = self._insert(e).values(values).on_conflict_do_nothing(index_elements=["id"]).returning(e.c.id)
-            new_ids = set(c.execute(stmt).scalars())
+            stmt = self._insert(e).values(values).on_conflict_do_nothing(index_elements=["id"]).returning(*e.c)
+            rows = {r.id: r for r in c.execute(stmt)}
+            new_ids = set(rows)
+            dups = [i for i in first if i not in rows]
+            if dups:
+                rows.update((r.id, r) for r in c.execute(select(e).where(e.c.id.in_(dups))))
             for dev, t in seen.items():
                 c.execute(update(db.devices).where(db.devices.c.id == dev).values(last_seen=t))
-            rows = {r.id: r for r in c.execute(select(e).where(e.c.id.in_(list(first))))}
+        for dev in seen:
+            self._seen_written[dev] = now
         return [(p, p.event.id in new_ids and first[p.event.id] == k, rows[p.event.id]) for k, p in enumerate(batch)]
