@@ -22,7 +22,7 @@ from .agent_fixture import TOKEN, AgentProcess, demo_build, request, retar, wait
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    return demo_build(str(tmp_path_factory.mktemp("demo-build")))
+    return demo_build(str(tmp_path_factory.getbasetemp() / "agent-demo-build"))
 
 
 def write(tmp_path, name, blob):
@@ -36,11 +36,14 @@ def running(url):
     return s if s["runtime"]["healthy"] else None
 
 
+DEVICE_HEALTH_S = 12  # the module's agent gives a new runtime this long to report health
+
+
 @pytest.fixture(scope="module")
 def device(built, tmp_path_factory):
     """An agent running version 2 of the demo image; tests leave it running version 2 on a good slot."""
     folder = tmp_path_factory.mktemp("device")
-    agent = AgentProcess(folder / "state", [built.key]).start()
+    agent = AgentProcess(folder / "state", [built.key], extra=["--health-timeout", str(DEVICE_HEALTH_S)]).start()
     reply = flash(write(folder, "v2.swimg", built.image(image_version=2)), agent.url, TOKEN)
     assert reply["verdict"] == "ok", (reply, agent.runtime_log()[-2000:])
     yield agent
@@ -230,25 +233,22 @@ def test_kill_9_mid_transfer_and_mid_install_keep_a_good_slot(built, tmp_path):
         agent.stop()
 
 
-def test_a_runtime_that_never_reports_health_rolls_back_and_a_dead_runtime_restarts(built, tmp_path):
-    agent = AgentProcess(tmp_path / "state", [built.key], extra=["--health-timeout", "10"]).start()
-    try:
-        assert flash(write(tmp_path, "v1.swimg", built.image(image_version=1)), agent.url, TOKEN)["verdict"] == "ok"
-        config = json.loads(built.files["config.json"])
-        config["cameras"][0]["source"] = "rtsp://127.0.0.1:9/nothing-here"  # opens, never delivers a frame
-        silent = built.image(image_version=2, files={"config.json": json.dumps(config).encode()})
-        reply = flash(write(tmp_path, "v2-silent.swimg", silent), agent.url, TOKEN)
-        assert reply["verdict"] == "rolled_back" and "no health report within 10 s" in reply["reason"], reply
-        s = wait_for(lambda: running(agent.url))
-        assert s["slots"][s["active"]]["image_version"] == 1
-        # the runtime dies while in service: the watchdog starts it again on the same slot
-        pid = s["runtime"]["pid"]
-        os.kill(pid, signal.SIGKILL)
-        s = wait_for(lambda: (lambda x: x if x["runtime"]["pid"] not in (None, pid) else None)(running(agent.url) or {"runtime": {"pid": None}}))
-        assert s["runtime"]["restarts"] == 1 and "status -9" in s["runtime"]["exit"]
-        assert s["slots"][s["active"]]["image_version"] == 1
-    finally:
-        agent.stop()
+def test_a_runtime_that_never_reports_health_rolls_back_and_a_dead_runtime_restarts(device, built, tmp_path):
+    before = wait_for(lambda: running(device.url))
+    config = json.loads(built.files["config.json"])
+    config["cameras"][0]["source"] = "rtsp://127.0.0.1:9/nothing-here"  # opens, never delivers a frame
+    silent = built.image(image_version=3, files={"config.json": json.dumps(config).encode()})
+    reply = flash(write(tmp_path, "v3-silent.swimg", silent), device.url, TOKEN)
+    assert reply["verdict"] == "rolled_back" and f"no health report within {DEVICE_HEALTH_S} s" in reply["reason"], reply
+    s = wait_for(lambda: running(device.url))
+    assert s["active"] == before["active"] and s["slots"][s["active"]]["image_version"] == 2
+    # the runtime dies while in service: the watchdog starts it again on the same slot
+    pid = s["runtime"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    s = wait_for(lambda: (lambda x: x if x["runtime"]["pid"] not in (None, pid) else None)(
+        running(device.url) or {"runtime": {"pid": None}}))
+    assert s["runtime"]["restarts"] == before["runtime"]["restarts"] + 1 and "status -9" in s["runtime"]["exit"]
+    assert s["active"] == before["active"] and s["slots"][s["active"]]["image_version"] == 2
 
 
 def test_a_pack_that_breaks_the_runtime_is_rolled_back(device, built, tmp_path):
