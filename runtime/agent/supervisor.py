@@ -15,6 +15,7 @@ from .state import State
 
 STOP_TIMEOUT_S = 10.0
 STALE_S = 15.0  # a status file older than this means the runtime stopped processing frames
+MAX_LOG_BYTES = 8 << 20  # run/runtime.log is cut to runtime.log.1 beyond this (bounded storage)
 
 
 def _alive(pid: int) -> bool:
@@ -189,11 +190,32 @@ class Supervisor:
             return ""
         return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
 
+    def rotate_log(self, limit: int = MAX_LOG_BYTES) -> bool:
+        """Keep the runtime's log bounded: past `limit`, its tail goes to runtime.log.1 and the log is
+        truncated in place (the runtime appends with O_APPEND, so it goes on writing at the new end)."""
+        path = self.state.run / "runtime.log"
+        try:
+            size = path.stat().st_size
+            if size <= limit:
+                return False
+            with open(path, "r+b") as f:
+                f.seek(max(0, size - limit // 4))
+                tail = f.read()
+                f.truncate(0)
+            (self.state.run / "runtime.log.1").write_bytes(tail)
+            return True
+        except OSError:
+            return False
+
     # -- the watchdog --------------------------------------------------------------------------
     def _watchdog(self) -> None:
         backoff = 1.0
+        ticks = 0
         while not self._closing:
             time.sleep(0.5)
+            ticks += 1
+            if ticks % 20 == 0:
+                self.rotate_log()
             with self._lock:
                 p, want = self.proc, self._want
                 if want is None or p is None or p.poll() is None:

@@ -338,3 +338,22 @@ def test_agent_modules_need_only_the_stdlib_and_cryptography(module):
             continue
         for name in names:
             assert name.split(".")[0] in allowed, f"runtime/{module} imports {name}"
+
+
+def test_the_runtime_log_stays_bounded(tmp_path):
+    from runtime.agent.state import State
+    from runtime.agent.supervisor import Supervisor
+
+    state = State(tmp_path)
+    state.run.mkdir(parents=True)
+    sup = Supervisor(state, log=lambda m: None)
+    try:
+        with open(state.run / "runtime.log", "ab") as child:  # how the runtime writes it (O_APPEND)
+            child.write(b"x" * 1000 + b"END\n")
+            child.flush()
+            assert sup.rotate_log(limit=400) and not sup.rotate_log(limit=400)
+            child.write(b"after\n")
+        assert (state.run / "runtime.log").read_bytes() == b"after\n"
+        assert (state.run / "runtime.log.1").read_bytes().endswith(b"END\n")
+    finally:
+        sup.close()
