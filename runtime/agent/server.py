@@ -146,6 +146,7 @@ class Agent:
             rec = self.state.boot()
         return {
             "agent_version": AGENT_VERSION, "board": self.board, "active": rec["active"], "pending": rec["pending"],
+            "min_image_version": rec.get("floor") or 0,
             "slots": {s: rec["slots"].get(s) for s in SLOTS}, "runtime": self.sup.health(),
             "last_error": rec["last_error"], "trusted_keys": sorted(self.state.trusted()),
             "revoked_keys": sorted(self.state.revoked()), "max_upload_bytes": self.max_upload,
@@ -169,6 +170,9 @@ class Agent:
         if running and m.image_version < int(running["image_version"]):
             return _verdict("refused", f"anti-rollback: image version {m.image_version} is older than the running "
                                        f"version {running['image_version']} (slot {rec['active']})")
+        if m.image_version < int(rec.get("floor") or 0):  # the newest version that ever ran here
+            return _verdict("refused", f"anti-rollback: image version {m.image_version} is older than version "
+                                       f"{rec['floor']}, which this device has run")
         sha = _sha256(upload)
         timings["verify_s"] = round(time.monotonic() - t0, 3)
         # write the inactive slot under a temp name, fsync, rename; the boot record does not name it yet
@@ -223,6 +227,7 @@ class Agent:
                 rec = self.state.boot()
                 rec["slots"][target]["state"] = "good"
                 rec["pending"] = False
+                rec["floor"] = max(int(rec.get("floor") or 0), m.image_version)
                 self.state.save_boot(rec)
             timings["confirm_s"] = round(time.monotonic() - t3, 3)
             timings["total_s"] = round(time.monotonic() - t0 + received_s, 3)

@@ -229,6 +229,10 @@ def test_kill_9_mid_transfer_and_mid_install_keep_a_good_slot(built, tmp_path):
         assert sorted(p.name for p in (agent.state / "slots").iterdir()) == sorted([new_dir, s["slots"][slot]["dir"]])
         assert not list((agent.state / "spool").iterdir())
         assert not (Path(f"/proc/{orphan}").exists() and orphan != s["runtime"]["pid"])  # the orphan was stopped
+        # it runs version 1 again, but version 2 ran here: anti-rollback keeps the floor
+        assert s["min_image_version"] == 2
+        reply = flash(tmp_path / "v1.swimg", agent.url, TOKEN)
+        assert reply["verdict"] == "refused" and "version 2, which this device has run" in reply["reason"]
     finally:
         agent.stop()
 
