@@ -8,13 +8,15 @@ a second from its frame loop, as JSON:
 
 `frames` counts every processed frame since start and `models_loaded` the model sessions opened;
 the agent calls a runtime healthy once both are above zero. With `--pack-dir DIR` the same tick
-polls DIR's pointer file and swaps a new model pack in between frames (runtime/modelpack.py).
+polls DIR's pointer file; a new model pack is verified, its sessions are opened on a side thread
+while frames go on, and the tiers are swapped in between two frames (runtime/modelpack.py).
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ class StatusReporter:
         self.pack_name: str | None = None
         self.pack_error: str | None = None
         self._pointer_sig = None
+        self._warming = None  # (name, pack, thread, errors) while a new pack's sessions open
         self._last = 0.0
         self.write(None)
 
@@ -57,6 +60,12 @@ class StatusReporter:
     # -- model packs -----------------------------------------------------------------------------
     def poll_pack(self, device) -> None:
         if self.pack_dir is None:
+            return
+        if self._warming is not None:
+            name, pack, thread, errors = self._warming
+            if not thread.is_alive():
+                self._warming = None
+                self._swap(device, name, pack, errors)
             return
         pointer = self.pack_dir / POINTER
         try:
@@ -79,6 +88,30 @@ class StatusReporter:
         except (ImageError, OSError) as e:
             self.pack_error = f"pack {name} refused: {e}"
             self.log(f"model pack: {self.pack_error}")
+            return
+        errors: list[str] = []
+
+        def warm():  # open the new sessions beside the running ones, so the swap itself costs no frame
+            for tiers in pack.models.values():
+                for m in tiers:
+                    try:
+                        device.sessions.get(m)
+                    except Exception as e:  # onnxruntime's own errors: the pack is refused, nothing swapped
+                        errors.append(f"{m.task}/{m.variant}: {type(e).__name__}: {e}")
+
+        if self.pack_name is None and self.frames <= 1:  # at start: no frames to keep going yet
+            warm()
+            self._swap(device, name, pack, errors)
+            return
+        thread = threading.Thread(target=warm, name="pack-warm", daemon=True)
+        thread.start()
+        self._warming = (name, pack, thread, errors)
+
+    def _swap(self, device, name: str, pack, errors: list[str]) -> None:
+        if errors:
+            self.pack_error = f"pack {name} refused: " + "; ".join(errors)
+            self.log(f"model pack: {self.pack_error}")
+            device.sessions.drop_except({m.file for tiers in device.governor.tiers.values() for m in tiers})
             return
         switches = device.governor.swap_pack(pack.models)
         device.sessions.drop_except({m.file for tiers in device.governor.tiers.values() for m in tiers})
