@@ -54,6 +54,7 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
     try:
         active = dict(opened)
         while active:
+            batch = []  # one frame per camera that has one; the detector runs on them together
             for cid, src in list(active.items()):
                 frame = src.read(timeout=1.0)
                 if frame is None:
@@ -65,7 +66,8 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
                 if max_seconds is not None and t > max_seconds:
                     del active[cid]
                     continue
-                result = device.process(cid, frame.image, t, start_wall + t)
+                batch.append((cid, frame.image, t, start_wall + t))
+            for (cid, image, t, _), result in zip(batch, device.process_batch(batch)):
                 frames += 1
                 if status is not None:  # health report + model-pack swaps (runtime/status.py)
                     status.tick(device)
@@ -83,13 +85,14 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
 
                     if writer is None:
                         writer = VideoOut(annotate, cam.fps, tuple(cam.resolution))
-                    writer.write(draw(frame.image, cam, result, recent))
+                    writer.write(draw(image, cam, result, recent))
             now = time.monotonic()
             if now - last_metrics >= METRICS_EVERY_S and frames:
                 per = " ".join(f"{k}={v / frames:.1f}ms" for k, v in stage_sum.items())
                 m = emitter.metrics() if hasattr(emitter, "metrics") else {}
                 depth = sum(s.get("depth", 0) for s in m.get("sinks", {}).values())
-                log(f"metrics: {frames / (now - last_metrics):.1f} fps {per} tiers={device.governor.assignment()} outbox={depth}")
+                clips = f" clips={device.clips.metrics()['clips']}" if device.clips is not None else ""
+                log(f"metrics: {frames / (now - last_metrics):.1f} fps {per} tiers={device.governor.assignment()} outbox={depth}{clips}")
                 last_metrics, frames, stage_sum = now, 0, {}
     except SourceError as e:
         log(f"source error: {e}")

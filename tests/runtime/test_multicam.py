@@ -43,3 +43,32 @@ def test_batched_detection_matches_frame_by_frame(demo):
             assert [e.id for e in ra.events] == [e.id for e in rb.events]
             assert rb.stage_ms["detector"] > 0 and rb.stage_ms["total"] >= rb.stage_ms["detector"]
     assert len(batched.sessions._cache) == len(one.sessions._cache)  # one session per model, not per camera
+
+
+def test_run_drives_every_camera_of_an_edge_device(demo, tmp_path):
+    from runtime.app import run
+    from sim.render import SimSource
+
+    image_dir, config = demo
+    cams = tuple(dataclasses.replace(config.cameras[0], id=f"cam-{i}", source="sim:crane-swing") for i in range(2))
+    cfg = dataclasses.replace(config, cameras=cams, sinks=(),
+                              clips=dataclasses.replace(config.clips, enabled=True, pre_s=1.0, post_s=1.0))
+    seen = []
+
+    class Status:  # the hook the device agent uses, called once per processed frame
+        def tick(self, device):
+            seen.append(len(device.events))
+
+    def plugin(scene, resolution=None, fps=None):
+        return iter(SimSource(scene, seed=len(seen), resolution=resolution, fps=fps, seconds=4.0))
+
+    device = run(image_dir, tmp_path / "state", cfg, plugins={"sim": plugin}, max_seconds=4.0, status=Status(),
+                 log=lambda m: None)
+    device.emitter.close()
+    assert 2 * 38 <= len(seen) <= 2 * 40  # every frame of both cameras
+    assert {e.camera for e in device.events} == {"cam-0", "cam-1"}
+    alerts = [e for e in device.events if e.severity != "info"]
+    assert alerts and all(e.clip for e in alerts)
+    names = {p.name for p in (tmp_path / "state" / "clips").glob("*.mp4")}
+    assert {e.clip for e in alerts} <= names
+    device.clips.close()
