@@ -283,7 +283,11 @@ def _account_routes(app: FastAPI) -> None:
     @app.post("/api/retention/run", summary="Apply the retention limits now (admin)")
     def run_retention(request: Request, who: Who):
         require_role(who, "admin")
-        return _state(request).store.enforce_retention()
+        st = _state(request)
+        out = st.store.enforce_retention()
+        with st.store.engine.begin() as c:
+            st.store.audit(c, who.actor, "retention.run", None, **out)
+        return out
 
 
 # --- the live stream -------------------------------------------------------------------------------
