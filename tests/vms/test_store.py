@@ -233,3 +233,25 @@ def test_repository_reads_zones_from_an_image(vms, tmp_path):
                      "zones": cfg["cameras"][0]["zones"]}]
     got = c.tc.get(f"/api/artifacts/{arts[0]['id']}/download", headers=c.admin)
     assert got.content == blob
+
+
+def test_retention_runs_by_itself(tmp_path):
+    """The ingest writer applies the limits periodically; nobody has to call it."""
+    from fastapi.testclient import TestClient
+
+    from vms.app import create_app
+
+    from .conftest import ADMIN_PW, Client, make_settings
+
+    app = create_app(make_settings(tmp_path, retention_every_s=0.2, max_events=3), admin_password=ADMIN_PW)
+    with TestClient(app) as tc:
+        c = Client(tc)
+        dev = c.device("cam-1")
+        for i in range(5):
+            assert tc.post("/api/events", content=make_event(i).to_json(), headers=dev).status_code == 201
+        deadline = time.monotonic() + 10
+        while len(tc.get("/api/events", headers=c.admin).json()["events"]) > 3:
+            assert time.monotonic() < deadline, "retention did not run"
+            time.sleep(0.05)
+        left = [e["id"] for e in tc.get("/api/events", headers=c.admin).json()["events"]]
+        assert left == [make_event(i).id for i in (4, 3, 2)]
