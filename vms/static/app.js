@@ -174,6 +174,12 @@ async function loadCameras() {
   wrap.replaceChildren(...state.cameras.map(cameraCard));
 }
 
+let cameraTimer = null;
+function refreshCamerasSoon() {  // at most every 3 s, however fast events come
+  if (cameraTimer) return;
+  cameraTimer = setTimeout(() => { cameraTimer = null; loadCameras().catch(() => {}); }, 3000);
+}
+
 function cameraCard(cam) {
   const canvas = el("canvas", { width: 320, height: 180 });
   const card = el("div", { class: "camera", "data-camera": cam.id },
@@ -289,8 +295,7 @@ function connect() {
     const e = JSON.parse(m.data);
     upsert(e);
     const cam = state.cameras.find((c) => c.id === e.camera && c.device === e.device);
-    if (!cam) loadCameras().catch(() => {});
-    else if (e.snapshot_url) { cam.snapshot_url = e.snapshot_url; loadCameras().catch(() => {}); }
+    if (!cam || e.snapshot_url) refreshCamerasSoon();
     const dev = state.devices.get(e.device);
     if (dev) { dev.last_seen = e.received; dev.online = true; renderFleet(); }
   });
