@@ -311,3 +311,36 @@ def _ppe_expected(truth: Truth, config: RuntimeConfig, min_height_px: float = 30
                 if any(not have.get(x, True) for x in r.require) and (not r.zones or fr.in_zones[k] & set(r.zones)):
                     seen[(int(tid), i)] = seen.get((int(tid), i), 0.0) + dt
     return {tid for (tid, i), s in seen.items() if s > config.ppe[i].grace_s + 2.0}
+
+
+def iou_distance(a: np.ndarray, b: np.ndarray, max_d: float = 0.5) -> np.ndarray:
+    """1 - IoU between boxes a (N, 4) and b (M, 4), NaN beyond `max_d` (motmetrics' convention;
+    its own iou_matrix breaks on numpy 2)."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    d = 1.0 - inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return np.where(d > max_d, np.nan, d)
+
+
+def tracking_metrics(tracks, truth: Truth, min_height_px: float = 20.0) -> dict | None:
+    """MOTA, IDF1, id switches of a run's person tracks [(t, ids, boxes, ...)] against the truth's
+    boxes (people shorter than `min_height_px` are not scored); None without motmetrics."""
+    try:
+        import motmetrics as mm
+    except ImportError:
+        return None
+    acc = mm.MOTAccumulator(auto_id=True)
+    for t, ids, boxes, *_ in tracks:
+        fr = truth.at(t)
+        gt_ids, gt = (fr.track_ids, fr.boxes) if fr is not None else (np.zeros(0, int), np.zeros((0, 4)))
+        tall = (gt[:, 3] - gt[:, 1]) >= min_height_px
+        acc.update(list(gt_ids[tall]), list(ids), iou_distance(gt[tall], boxes))
+    m = mm.metrics.create().compute(acc, metrics=["mota", "idf1", "num_switches", "num_objects"], name="run")
+    return {"mota": round(float(m["mota"].iloc[0]), 3), "idf1": round(float(m["idf1"].iloc[0]), 3),
+            "id_switches": int(m["num_switches"].iloc[0]), "truth_boxes": int(m["num_objects"].iloc[0])}

@@ -120,7 +120,10 @@ def report(run: ReplayRun, truth=None, config=None) -> dict:
     if truth is not None and config is not None:
         from .groundtruth import score
 
+        from .groundtruth import tracking_metrics
+
         out["truth"] = score(run.observed, truth, config, camera_hours=run.source_s / 3600.0)
+        out["truth"]["tracking"] = tracking_metrics(run.tracks, truth)
     return out
 
 
@@ -144,6 +147,9 @@ def format_report(rep: dict) -> str:
         lines.append(f"false alarms: {truth['false_alarms']} in {truth['camera_hours'] * 3600:.1f} s = "
                      f"{truth['false_per_camera_hour']} per camera-hour")
         lines.append("caught: " + ", ".join(f"{k} {v['caught']}/{v['truth']}" for k, v in truth["recall"].items()))
+        tr = truth.get("tracking")
+        if tr:
+            lines.append(f"tracking (people >= 20 px): MOTA {tr['mota']}, IDF1 {tr['idf1']}, {tr['id_switches']} id switches")
     lines.append("")
     lines.append(f"{'stage':<14}{'mean ms':>9}{'p50':>8}{'p95':>8}")
     for k, s in rep["stages"].items():

@@ -24,6 +24,7 @@ def test_replay_on_a_sim_export_reports_events_false_alarms_and_latency(tmp_path
     truth = rep["truth"]
     assert set(truth["per_type"]) <= set(rep["events"])
     assert all(d["true"] + d["false"] == d["events"] for d in truth["per_type"].values())
+    assert 0 < truth["tracking"]["idf1"] <= 1 and "IDF1" in r.output
     assert {"detector", "tracker", "total"} <= set(rep["stages"])
     assert rep["pipeline_fps"] > 0
 

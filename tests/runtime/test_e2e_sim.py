@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import yaml
 
-from compiler.groundtruth import FAULT_CHECK, Truth, judge, score
+from compiler.groundtruth import FAULT_CHECK, Truth, judge, score, tracking_metrics
 from compiler.replay import replay_image
 from compiler.runcli import install
 from runtime.app import load_config
@@ -158,29 +157,8 @@ def test_camera_health_on_camera_faults(tmp_path, keys):
 
 
 def test_tracking_motmetrics_on_crane_swing(tmp_path, keys):
-    mm = pytest.importorskip("motmetrics")
+    pytest.importorskip("motmetrics")
     run, truth, _, _ = run_scene(tmp_path, keys, "crane-swing", {}, seconds=14.0, seed=1)
-    acc = mm.MOTAccumulator(auto_id=True)
-    for t, ids, boxes, _ in run.tracks:
-        fr = truth.at(t)
-        gt_ids, gt = (fr.track_ids, fr.boxes) if fr is not None else (np.zeros(0, int), np.zeros((0, 4)))
-        tall = (gt[:, 3] - gt[:, 1]) >= 20  # the scene's far people are a few pixels tall: not scored
-        gt_ids, gt = gt_ids[tall], gt[tall]
-        acc.update(list(gt_ids), list(ids), iou_distance(gt, boxes))
-    m = mm.metrics.create().compute(acc, metrics=["mota", "idf1", "num_switches", "num_objects"], name="crane")
+    m = tracking_metrics(run.tracks, truth)  # people under 20 px tall are not scored
     print(m)
-    assert m["idf1"].iloc[0] >= 0.5 and m["mota"].iloc[0] >= 0.3
-
-
-def iou_distance(a: np.ndarray, b: np.ndarray, max_d: float = 0.5) -> np.ndarray:
-    """1 - IoU between boxes a (N, 4) and b (M, 4), NaN beyond `max_d` (motmetrics' convention)."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    union = area(a)[:, None] + area(b)[None, :] - inter
-    d = 1.0 - inter / np.maximum(union, 1e-9)
-    return np.where(d > max_d, np.nan, d)
+    assert m["idf1"] >= 0.5 and m["mota"] >= 0.3, m  # measured IDF1 0.62, MOTA 0.45, 10 switches
