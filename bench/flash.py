@@ -9,7 +9,8 @@ Per round (interleaved, so load drifts hit all of them alike):
   spools them to disk; an in-process `read_image` + extract + fsync of the same image (what any
   installer must do); a bare `python -m runtime` start of the same image to its first health
   report (what any supervisor waits for). Their sum is the floor; flash / floor is the agent's cost;
-* pack: `push_pack` of the image's detector tiers as a model pack, swapped in without a restart.
+* pack: `push_pack` of the image's detector tiers as a model pack, swapped in without a restart,
+  and the longest wait between two frames the runtime reports during it vs an equal quiet window.
 
 Then `--faults N` injected faults (kill -9 of the agent at a random point of a transfer or an
 install, tampered, older and crashing images, a pack that breaks the runtime); after each the agent
@@ -288,6 +289,34 @@ def run_faults(n: int, agent: Agent, key, image, fields, folder: Path, version: 
     return rows
 
 
+def watch_gaps(status_file: Path, fn, tail_s: float = 1.5):
+    """Run fn() while reading the runtime's status file; (fn's result, its seconds, the longest
+    wait between two frames the runtime reported over that time plus `tail_s`)."""
+    gaps, stop = [], threading.Event()
+
+    def poll():
+        seen = None
+        while not stop.is_set():
+            try:
+                rep = json.loads(status_file.read_text())
+                if rep.get("updated") != seen:
+                    seen = rep.get("updated")
+                    gaps.append(float(rep.get("max_frame_gap_s") or 0.0))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    result = fn()
+    took = time.perf_counter() - t0
+    time.sleep(tail_s)
+    stop.set()
+    th.join()
+    return result, took, max(gaps[1:] or [0.0])  # the first report may predate the window
+
+
 def _quiet(fn, *args):
     try:
         fn(*args)
@@ -325,18 +354,20 @@ def main():
                 pblob, _ = pack_from_image(image, key, 100 + r, tasks=("detector",))
                 ppath = folder / f"p{r}.swpack"
                 ppath.write_bytes(pblob)
-                t1 = time.perf_counter()
-                preply = push_pack(ppath, agent.url, TOKEN)
-                pack_s = time.perf_counter() - t1
+                status_file = agent.state / "run" / "status.json"
+                preply, pack_s, swap_gap = watch_gaps(status_file, lambda: push_pack(ppath, agent.url, TOKEN))
+                _, _, quiet_gap = watch_gaps(status_file, lambda: time.sleep(pack_s))
                 t = reply["timings"]
                 steps = ("receive_s", "verify_s", "install_s", "switch_s", "health_s", "confirm_s")
                 request_s = wall - sum(t[k] for k in steps[1:])  # connect, headers, body, reply
                 rounds.append({"flash_wall_s": wall, "transfer_s": request_s, **{k: t[k] for k in steps},
                                "raw_upload_s": up, "verify_extract_s": ve, "bare_runtime_health_s": rt,
-                               "pack_swap_s": pack_s, "pack_restarted": preply.get("restarted"), "pack_verdict": preply["verdict"]})
+                               "pack_swap_s": pack_s, "pack_restarted": preply.get("restarted"), "pack_verdict": preply["verdict"],
+                               "max_frame_gap_swap_s": swap_gap, "max_frame_gap_quiet_s": quiet_gap})
                 print(f"round {r + 1}: flash {wall:.2f} s (receive {t['receive_s']:.3f}, verify {t['verify_s']:.3f}, "
                       f"install {t['install_s']:.3f}, switch {t['switch_s']:.3f}, health {t['health_s']:.2f}); raw upload {up:.3f} s, verify+extract "
-                      f"{ve:.3f} s, bare runtime {rt:.2f} s; pack {pack_s:.2f} s ({preply['verdict']})", flush=True)
+                      f"{ve:.3f} s, bare runtime {rt:.2f} s; pack {pack_s:.2f} s ({preply['verdict']}, longest frame gap "
+                      f"{swap_gap * 1e3:.0f} ms vs {quiet_gap * 1e3:.0f} ms without a swap)", flush=True)
             faults = run_faults(args.faults, agent, key, image, fields, folder, version, rng) if args.faults else []
         finally:
             agent.stop()
@@ -350,7 +381,8 @@ def main():
     print(f"{'switch + confirm (boot record commits)':<44}{med['switch_s'] + med['confirm_s']:>9.3f}s{'-':>10}")
     print(f"{'stop old, start new, to healthy (vs bare start)':<44}{med['health_s']:>9.3f}s{med['bare_runtime_health_s']:>9.3f}s")
     print(f"{'flash, wall (vs sum of baselines)':<44}{med['flash_wall_s']:>9.3f}s{floor:>9.3f}s")
-    print(f"{'model pack swap, no restart':<44}{med['pack_swap_s']:>9.3f}s")
+    print(f"{'model pack swap, no restart (verdict)':<44}{med['pack_swap_s']:>9.3f}s{'-':>10}")
+    print(f"{'longest frame gap: during swap (vs quiet)':<44}{med['max_frame_gap_swap_s']:>9.3f}s{med['max_frame_gap_quiet_s']:>9.3f}s")
     bricked = sum(f["bricked"] for f in faults)
     print(f"\ninjected faults: {len(faults)}, bricked devices: {bricked}")
     RESULTS.write_text(json.dumps({
@@ -361,7 +393,9 @@ def main():
                 "agent timed it); "
                 "baselines in "
                 "the same run: raw loopback upload of the same bytes, in-process read_image+extract+fsync+verify_dir, "
-                "bare `python -m runtime` start to first health report; pack = push_pack swapped in without restart",
+                "bare `python -m runtime` start to first health report; pack = push_pack swapped in without restart, "
+                "until the agent's verdict (5 frames processed with the new pack); max_frame_gap = the longest wait "
+                "between two frames the runtime reported during the pack push (+1.5 s) vs an equally long quiet window",
         "python": platform.python_version(), "cpu_count": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2),
         "medians": med, "baseline_sum_s": round(floor, 3), "flash_over_baselines": round(med["flash_wall_s"] / floor, 3),
         "round_values": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rounds],

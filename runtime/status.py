@@ -4,7 +4,7 @@ With `--status-file PATH` the runtime rewrites PATH (atomically: temp file + ren
 a second from its frame loop, as JSON:
 
     {"pid", "started", "updated", "frames", "models_loaded", "last_frame_t", "tiers",
-     "pack_version", "pack_error"}
+     "pack_version", "pack_error", "max_frame_gap_s"}
 
 `frames` counts every processed frame since start and `models_loaded` the model sessions opened;
 the agent calls a runtime healthy once both are above zero. With `--pack-dir DIR` the same tick
@@ -45,12 +45,17 @@ class StatusReporter:
         self._pointer_sig = None
         self._warming = None  # (name, pack, thread, errors) while a new pack's sessions open
         self._last = 0.0
+        self._frame_at: float | None = None
+        self._gap = 0.0
         self.write(None)
 
     def tick(self, device) -> None:
         """After each processed frame: count it; once a second, check for a pack and write the status."""
         self.frames += 1
         now = time.monotonic()
+        if self._frame_at is not None:
+            self._gap = max(self._gap, now - self._frame_at)
+        self._frame_at = now
         if now - self._last < self.every_s and self.frames > 1:
             return
         self._last = now
@@ -136,7 +141,9 @@ class StatusReporter:
             "last_frame_t": time.time() if self.frames else None,
             "tiers": device.governor.assignment() if device is not None else {},
             "pack_version": self.pack_version, "pack_error": self.pack_error,
+            "max_frame_gap_s": round(self._gap, 4),  # the longest wait between two frames since the last report
         }
+        self._gap = 0.0
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

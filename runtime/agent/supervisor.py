@@ -158,7 +158,7 @@ class Supervisor:
             age = time.time() - float(rep.get("updated") or 0)
             out.update(frames=rep.get("frames", 0), models_loaded=rep.get("models_loaded", 0),
                        status_age_s=round(age, 1), tiers=rep.get("tiers", {}), pack_version=rep.get("pack_version"),
-                       pack_error=rep.get("pack_error"))
+                       pack_error=rep.get("pack_error"), max_frame_gap_s=rep.get("max_frame_gap_s"))
             out["healthy"] = bool(rep.get("frames")) and bool(rep.get("models_loaded")) and age < STALE_S
         else:
             out["healthy"] = False
