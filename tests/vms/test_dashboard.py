@@ -86,7 +86,8 @@ def test_older_events_page_in(server, browser):
             c.post("/api/events", content=make_event(i).to_json()).raise_for_status()
     page = browser.new_page()
     login(page, server.url)
-    assert page.locator("#feed li.event").count() == 100
+    # the first page loads after the stream opens: wait for it rather than count at once (flaky under load)
+    page.wait_for_function("document.querySelectorAll('#feed li.event').length == 100", timeout=15000)
     page.click("#older")
     page.wait_for_function("document.querySelectorAll('#feed li.event').length == 130")
     assert not page.is_visible("#older")
