@@ -87,9 +87,12 @@ def test_older_events_page_in(server, browser):
     page = browser.new_page()
     login(page, server.url)
     # the first page loads after the stream opens: wait for it rather than count at once (flaky under load)
-    page.wait_for_function("document.querySelectorAll('#feed li.event').length == 100", timeout=15000)
+    # (locator waits: the dashboard's CSP forbids the eval that wait_for_function needs)
+    page.locator("#feed li.event").nth(99).wait_for(timeout=15000)
+    assert page.locator("#feed li.event").count() == 100
     page.click("#older")
-    page.wait_for_function("document.querySelectorAll('#feed li.event').length == 130")
+    page.locator("#feed li.event").nth(129).wait_for(timeout=15000)
+    assert page.locator("#feed li.event").count() == 130
     assert not page.is_visible("#older")
     assert page.locator(f'li.event[data-id="{make_event(0).id}"]').count() == 1
 
