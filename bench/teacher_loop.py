@@ -13,7 +13,7 @@
    schedule and seed but no hard samples shows what the hard samples themselves add.
 3. A table and ``bench/results/teacher_loop.json``. Nothing is written to models/.
 
-Real footage: Intel sample videos (CC BY 4.0). Small holdout (50 headline frames, 45 counted
+Real footage: Intel sample videos (CC BY 4.0). Small holdout (50 headline frames, 43 counted
 boxes): differences of a couple of AP50 points are within the spread across seeds, which the
 table shows. 1 torch / onnxruntime thread.
 """
