@@ -40,6 +40,7 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
     if not cams:
         log(f"{config.device}: no camera to process here (role {config.role})")
         return device
+    flags = flag_poller(config, device)
     cam = cams[0] if len(cams) == 1 else None
     opened = {}
     for c in cams:
@@ -104,9 +105,23 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
             writer.close()
         if device.clips is not None:
             device.clips.flush()
+        if flags is not None:
+            flags.stop()
         if out_events:
             out_events.close()
     return device
+
+
+def flag_poller(config: RuntimeConfig, device: Device):
+    """Situation flags from the VMS (runtime/vmsflags.py), started when a situation waits for a flag
+    and an http sink names the VMS; None otherwise."""
+    http = next((s for s in config.sinks if s.kind == "http" and s.params.get("target")), None)
+    if http is None or not any(s.flag for s in config.situations):
+        return None
+    from .vmsflags import FlagPoller
+
+    return FlagPoller.from_sink(http, device=config.device, cameras=[c.id for c in config.cameras],
+                                on_change=device.governor.set_flag).start()
 
 
 def main(argv=None) -> int:

@@ -36,3 +36,38 @@ def test_a_device_follows_the_vms_flags(server):
     server.stop()  # the VMS goes away: the last known flags hold
     assert poller.poll() == {"wind"} and poller.errors == 1
     server.start()
+
+
+
+def test_the_runtime_starts_a_poller_only_for_flag_situations_and_switches_models(server):
+    """runtime.app.flag_poller: a situation `when: {flag: rain}` plus an http sink -> the device's
+    governor follows the VMS's flag into the rain variant; no flag situation -> no poller, no traffic."""
+    import dataclasses
+
+    from runtime.app import flag_poller
+    from runtime.config import SituationConfig
+    from runtime.governor import Governor
+    from tests.runtime.test_governor import config
+
+    token = server.add_device("d")
+    admin = server.login()
+    sink = SinkConfig(kind="http", params={"target": f"{server.url}/api/events", "token": token})
+
+    class Device:  # what the poller touches of runtime.pipeline.Device
+        def __init__(self, cfg):
+            self.governor = Governor(cfg)
+
+    plain = dataclasses.replace(config(), sinks=(sink,))
+    assert flag_poller(plain, Device(plain)) is None
+    rainy = dataclasses.replace(config([SituationConfig(id="rain", flag="rain")]), sinks=(sink,))
+    assert flag_poller(dataclasses.replace(rainy, sinks=()), Device(rainy)) is None  # no VMS to ask
+    dev = Device(rainy)
+    poller = flag_poller(rainy, dev)
+    try:
+        poller.stop()  # drive it by hand: no timing in the test
+        httpx.put(f"{server.url}/api/flags/*/rain", json={"value": True}, headers=admin).raise_for_status()
+        assert poller.poll() == {"rain"} and "rain" in dev.governor.flags
+        dev.governor.evaluate_situations(0.0)
+        assert dev.governor.current("detector").variant == "det-320-night"
+    finally:
+        poller.stop()
