@@ -190,3 +190,51 @@ def test_published_candidate_becomes_a_signed_model_pack(tmp_path):
     _, pack = read_pack((tmp_path / "p.swpack").read_bytes(), load_public_keys([pub]), board="host-cpu")
     assert pack.version == 3 and "detector" in pack.models
     assert "det-s256" in [m.variant for m in pack.models["detector"]] == info["tiers"]["detector"]
+
+
+# ----------------------------------------------------------------------------- teacher labels of hard samples
+
+def test_hard_sample_labels_follow_the_distillation_rules():
+    """Teacher labels per time-contiguous run: a strong hit is a person, a weak unconfirmed one is
+    ignored, nothing is interpolated across a gap of seconds, and on a false-alarm sample the
+    student's box over an ignored region becomes a negative."""
+    from distill.detector.hard import Sample, frameset, label_camera
+    img = np.full((234, 416, 3), 100, np.uint8)
+    person = np.array([[100, 50, 140, 150]], np.float32)
+    weak = np.array([[300, 60, 330, 140]], np.float32)
+    none = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+    answers = {"a": (person, np.array([0.9], np.float32)), "b": none,
+               "c": (np.r_[person, weak], np.array([0.9, 0.2], np.float32)),
+               "fa": (weak, np.array([0.2], np.float32))}
+    samples = [Sample("a", "cam", 0.0, "low_confidence", img, np.zeros((0, 5), np.float32)),
+               Sample("b", "cam", 5.0, "low_confidence", img, np.zeros((0, 5), np.float32)),
+               Sample("c", "cam", 10.0, "disagreement", img, np.zeros((0, 5), np.float32)),
+               Sample("fa", "cam", 20.0, "false_alarm", img, np.array([[301, 61, 331, 139, 0.4]], np.float32))]
+    it = iter(samples)
+    teacher = lambda _img: answers[next(it).id]   # noqa: E731 - called once per sample, in order
+    lab, ign, _, stats = label_camera(samples, teacher)
+    assert [len(x) for x in lab] == [1, 0, 1, 0]           # no box interpolated into "b"
+    assert [len(x) for x in ign] == [0, 0, 1, 0]           # weak box ignored; the false alarm's is a negative
+    assert stats["false_alarm_negatives"] == 1 and stats["segments"] == 4
+    it = iter(samples)
+    fs, _ = frameset(samples, teacher, log=lambda m: None)
+    assert len(fs) == 4 and set(fs.source) == {"hard"} and not fs.machine_known.any()
+    np.testing.assert_allclose(fs.objects[0][0, :4], person[0])   # 416x234 frames: store scale 1
+
+
+def test_batch_shares_keep_the_original_real_sim_mix():
+    """Hard samples take part of the real half of each batch; the control (no hard samples) gets
+    the original half real, half sim."""
+    pytest.importorskip("torch")
+    from distill.detector.data import FrameSet
+    from distill.detector.finetune import FinetuneRecipe, shares_of
+
+    def fs(sources):
+        n = len(sources)
+        return FrameSet(np.zeros((n, 2, 2, 3), np.uint8), [np.zeros((0, 5))] * n, [np.zeros((0, 5))] * n,
+                        np.zeros(n, bool), ["x"] * n, ["x"] * n, list(sources))
+    r = FinetuneRecipe(batch=16, hard_fraction=0.25, real_fraction=0.5)
+    assert shares_of(fs(["hard", "real", "sim"]), r)[1] == {"hard": 4, "real": 4, "sim": 8}
+    assert shares_of(fs(["real", "sim"]), r)[1] == {"hard": 0, "real": 8, "sim": 8}
+    assert shares_of(fs(["hard", "sim"]), r)[1] == {"hard": 8, "real": 0, "sim": 8}
+    assert shares_of(fs(["hard", "real"]), r)[1] == {"hard": 4, "real": 12, "sim": 0}
