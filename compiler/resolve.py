@@ -82,9 +82,12 @@ def _ids(v) -> tuple[str, ...]:
     return () if v in (None, "everywhere") else tuple(v)
 
 
-def _sink(sink) -> SinkConfig:
+def _sink(sink, device: str) -> SinkConfig:
     data = sink.model_dump(exclude_none=True)
     events, min_sev = tuple(data.pop("events", ()) or ()), data.pop("min_severity")
+    tokens = data.pop("device_tokens", None) or {}
+    if device in tokens:  # only this device's own token enters its image
+        data["token"] = tokens[device]
     kind = next(k for k in ("http", "mqtt", "file", "alarm") if k in data)
     if kind == "alarm":
         action = data.pop("alarm")
@@ -136,7 +139,7 @@ def resolve_device(
             HealthRuleConfig(checks=tuple(r.detect), cameras=_ids(r.cameras), after_s=r.after_s, severity=r.severity)
             for r in spec.health
         ),
-        sinks=tuple(_sink(s) for s in spec.alerts.sinks),
+        sinks=tuple(_sink(s, device.id) for s in spec.alerts.sinks),
         situations=tuple(_situation(s) for s in spec.situations),
         cooldown_s=cooldown,
         clips=_clips(spec.alerts.clips),

@@ -2,7 +2,8 @@
 
     sinks:
       - http: https://vms.local/api/events
-        token: !secret vms_token
+        token: !secret vms_token                     # or per device:
+        # device_tokens: {crane-cam: !secret crane_cam_token, gate-cam: !secret gate_cam_token}
       - mqtt: mqtt://broker.local:1883
         topic: site/events
       - file: events.jsonl
@@ -29,6 +30,10 @@ class HttpSink(_SinkBase):
 
     http: str = Field(description="URL that receives each event as a JSON POST (the VMS's /api/events).")
     token: str | None = Field(default=None, description="Bearer token; keep it out of the spec with !secret or !env.")
+    device_tokens: dict[str, str] | None = Field(
+        default=None, description="Per-device bearer tokens, device id -> token (the VMS ties each token to one "
+        "device, as `build.py vms --device ID=TOKEN` registers it). Each image carries only its own device's "
+        "token; a device not listed uses `token`.")
     timeout_s: float = Field(default=5.0, gt=0, le=120, description="Per-request timeout.")
     inline_snapshot: bool = Field(default=True, description="Send the event's snapshot JPEG inside the JSON "
                                   "(base64), so the VMS can show it and turn a false-alarm mark into a hard sample.")

@@ -78,6 +78,11 @@ def references(spec: SiteSpec, ctx: "CheckContext") -> Iterator[Issue]:
     for i, cam in enumerate(spec.cameras):
         if cam.edge is not None and cam.edge not in devices:
             yield ("cameras", i, "edge"), _unknown("device", cam.edge, devices) + "; declare it under `devices:`"
+    imaged = devices | {c.id for c in spec.cameras}  # every camera is its own device too
+    for i, sink in enumerate(spec.alerts.sinks):
+        for dev_id in getattr(sink, "device_tokens", None) or {}:
+            if dev_id not in imaged:
+                yield ("alerts", "sinks", i, "device_tokens", dev_id), _unknown("device", dev_id, imaged)
 
 
 def boards(spec: SiteSpec, ctx: "CheckContext") -> Iterator[Issue]:

@@ -86,3 +86,14 @@ def test_every_device_config_round_trips_through_json(spec_file):
 def test_devices_on_board(tower):
     assert [d.id for d in devices_on_board(tower, "rk3588")] == ["edge-box", "gate"]
     assert [d.id for d in devices_on_board(tower, "rv1106")] == ["excavator"]
+
+
+def test_each_image_carries_only_its_own_vms_token():
+    """specs/field-demo.yaml: `device_tokens` gives each device's image its own token and no other's."""
+    spec = load_spec("specs/field-demo.yaml").spec
+    secrets = {"crane-cam": "example-crane-cam-token", "yard-cam": "example-yard-cam-token"}
+    for dev, token in secrets.items():
+        http = next(s for s in _config(spec, dev).sinks if s.kind == "http")
+        assert http.params["token"] == token and "device_tokens" not in http.params
+        others = [t for d, t in secrets.items() if d != dev]
+        assert not any(t.encode() in _config(spec, dev).to_json() for t in others)

@@ -48,6 +48,16 @@ ROWS = [
     ("actions-where-unknown-zone-lists-known", spec(cam("a", zones=ZONE % "pit"), "actions: [{where: [roof], detect: [fallen]}]\n"),
      [("actions[0].where[0]", "no zone 'roof' (known: pit)")]),
     ("ppe-where-known-zone", spec(cam("a", zones=ZONE % "pit"), "ppe: [{where: [pit], require: [helmet]}]\n"), OK),
+    ("device-tokens-known-devices", spec(cam("gate") + cam("yard"), """\
+        alerts:
+          sinks:
+            - {http: "http://vms.local/api/events", device_tokens: {gate: token-gate-0123456789, yard: token-yard-0123456789}}
+        """), OK),
+    ("device-tokens-unknown-device", spec(cam("gate"), """\
+        alerts:
+          sinks:
+            - {http: "http://vms.local/api/events", token: t, device_tokens: {gaet: token-gate-0123456789}}
+        """), [("alerts.sinks[0].device_tokens.gaet", "no device 'gaet'; did you mean 'gate'?")]),
     ("rule-unknown-camera", spec(cam("gate"), "health: [{cameras: [gatee]}]\nppe: [{require: [vest], cameras: [yard]}]\n"),
      [("health[0].cameras[0]", "no camera 'gatee'; did you mean 'gate'?"), ("ppe[0].cameras[0]", "no camera 'yard' (known: gate)")]),
     ("situation-unknown-camera", spec(cam("gate"), "situations: [{id: s, when: {flag: f}, models: {prefer: speed}, cameras: [gat]}]\n"),
