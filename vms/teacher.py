@@ -267,6 +267,19 @@ def run_round(samples_dir: Path, out_dir: Path, *, variant: str = "det-s256", zo
         (out_dir / "round.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
         return report
 
+    try:
+        ck_seed = current_card.training.seed          # the shipped model's own training seed
+        current = F.load_current(variant, shipped, ck_seed, scratch=out_dir)
+        start = f"checkpoint {F.checkpoint_path(variant, ck_seed)} (export checked against {shipped})"
+    except F.CheckpointMismatch as e:
+        if not smoke:
+            raise
+        from distill.detector.model import Student
+        current = Student(v.arch).eval()
+        start = f"SMOKE: fresh weights ({e})"
+    log(f"  start: {start}")
+    report["start"] = start
+
     ts = time.perf_counter()
     hs = [H.Sample(s.id, s.camera, s.t, s.reason, s.image(), np.asarray(s.boxes, np.float32).reshape(-1, 5))
           for s in samples]
@@ -281,19 +294,6 @@ def run_round(samples_dir: Path, out_dir: Path, *, variant: str = "det-s256", zo
     sim_hold = data["sim_holdout"]() if callable(data["sim_holdout"]) else data["sim_holdout"]
     holdouts = holdout_parts(data["real_holdout"])
     timings["data_s"] = round(time.perf_counter() - ts, 1)
-
-    try:
-        ck_seed = current_card.training.seed          # the shipped model's own training seed
-        current = F.load_current(variant, shipped, ck_seed, scratch=out_dir)
-        start = f"checkpoint {F.checkpoint_path(variant, ck_seed)} (export checked against {shipped})"
-    except F.CheckpointMismatch as e:
-        if not smoke:
-            raise
-        from distill.detector.model import Student
-        current = Student(v.arch).eval()
-        start = f"SMOKE: fresh weights ({e})"
-    log(f"  start: {start}")
-    report["start"] = start
 
     ts = time.perf_counter()
     model, info = F.finetune(current, D.FrameSet.concat([hard, base]), recipe, seed, log=log)

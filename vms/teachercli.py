@@ -53,9 +53,14 @@ def teacher_round(samples: Path, out: Path | None, variant: str, seed: int, smok
         args.append("--smoke")
     if (min_real_gain, max_sim_drop) != (0.01, 0.02):
         args += [f"--min-real-gain {min_real_gain}", f"--max-sim-drop {max_sim_drop}"]
-    report = run_round(samples, out, variant=variant, smoke=smoke, seed=seed, control=control,
-                       policy=GatePolicy(min_real_gain, max_sim_drop), publish_zoo=publish_zoo,
-                       command="python build.py teacher-round " + " ".join(args), log=click.echo)
+    from distill.detector.finetune import CheckpointMismatch
+    try:
+        report = run_round(samples, out, variant=variant, smoke=smoke, seed=seed, control=control,
+                           policy=GatePolicy(min_real_gain, max_sim_drop), publish_zoo=publish_zoo,
+                           command="python build.py teacher-round " + " ".join(args), log=click.echo)
+    except CheckpointMismatch as e:
+        click.echo(f"teacher-round: {e}", err=True)
+        sys.exit(2)
     if "candidate" in report:
         c, n = report["current"], report["candidate"]
         click.echo(f"real AP50 {c['real_AP50']:.4f} -> {n['real_AP50']:.4f}; sim person {c['sim_person_AP50']:.4f} -> "
