@@ -1,0 +1,205 @@
+"""Predicted zone entry on sim: the bundled trajectory forecaster against constant velocity, same run.
+
+    python bench/predicted_entry.py [--seeds 12] [--seconds 20]   # table + bench/results/predicted_entry.json
+
+The demo image (specs/demo-site.yaml for host-cpu: crane-swing zone, `predict_entry: {horizon_s: 3}`,
+the card's tuned warning rules) runs on crane-swing scenes rendered once per seed; every seed's
+scene has 3 workers who walk into the crane-swing zone and 3 who walk up to it and turn away just
+short (the sim's `enter` and `near_miss` roles): a fixed 1:1 ratio of entries to near-misses. Each
+seed runs twice per detection mode on the very same frames: with the bundled forecaster
+(runtime.forecast.OnnxForecaster, constant velocity only for tracks too short) and with constant
+velocity alone (the runtime's fallback, with its own tuned rule). Two detection modes:
+
+* ``truth-boxes``: the runtime gets the sim's true person boxes as detections (tracker, ground
+  positions, forecasts, rules as on a device), so the forecasters are compared without detector noise;
+* ``detector``: the full pipeline with the image's own detector.
+
+Scoring per approach (warnings mapped to true people by box IoU, compiler/groundtruth.py):
+an entry is caught when a predicted_entry for that person and zone came within horizon + 1 s
+before the true entry (lead = entry time - first such warning); a near-miss worker who gets any
+predicted_entry for the zone counts as a false alarm, one who gets none as a true negative.
+Precision, recall, F1, accuracy over the approaches; mean lead; every predicted_entry not followed
+by that person's entry within horizon + 1 s counts as a false warning (per hour of footage). PPE,
+posture and health rules are off in this bench (they do not touch predicted entry).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "bench" / "results" / "predicted_entry.json"
+SPEC = ROOT / "specs" / "demo-site.yaml"
+ZONE = "crane-swing"
+TOL_S = 1.0
+NOON_UTC = 1_764_072_000.0
+
+
+def render(seed: int, seconds: float, cam):
+    from sim.render import SimSource
+
+    src = SimSource(cam.source.split(":", 1)[1], seed=seed, resolution=tuple(cam.resolution), fps=cam.fps,
+                    seconds=seconds)
+    frames = [(f.t, f.image, f.truth) for f in src]
+    roles = {}
+    for _, _, tr in frames:
+        for tid, cls, role in zip(tr.track_ids, tr.classes, tr.roles):
+            if cls == "person":
+                roles.setdefault(int(tid), role)
+    return frames, roles
+
+
+def run_once(config, image_dir, frames, use_model: bool, truth_boxes: bool):
+    from compiler.groundtruth import Observed
+    from runtime.detections import Detections
+    from runtime.pipeline import Device
+
+    device = Device(config, image_dir, None, clips=None)
+    if not use_model:
+        device.forecaster = None  # the runtime's constant-velocity fallback, with its own tuned rule
+    device.governor.evaluate_situations = lambda *a, **k: []
+    cam_id = config.cameras[0].id
+    pipe = device.cameras[cam_id]
+    person = pipe_classes(device).index("person")
+    observed = []
+    for t, image, tr in frames:
+        if truth_boxes:
+            p = tr[tr.is_person]
+            dets = Detections.from_arrays(np.asarray(p.boxes, np.float32).reshape(-1, 4),
+                                          np.full(len(p), 0.9, np.float32), np.full(len(p), person, np.int64))
+            result = pipe.process(image, t, NOON_UTC + t, dets=dets)
+        else:
+            result = device.process(cam_id, image, t, NOON_UTC + t)
+        boxes = {q.track: q.box for q in result.people}
+        observed += [Observed(e, t, boxes.get(e.track)) for e in result.events if e.type == "predicted_entry"]
+    return observed
+
+
+def pipe_classes(device) -> tuple[str, ...]:
+    return device.governor.current("detector").classes
+
+
+def score(observed, truth, roles: dict, horizon: float) -> dict:
+    from compiler.groundtruth import match_person
+
+    warned: dict[int, list[float]] = {}
+    false_warnings = 0
+    entries = {e["track_id"]: e["t"] for e in sorted(truth.events, key=lambda e: -e["t"])
+               if e["type"] == "zone_entry" and e["zone"] == ZONE}  # the first entry per person wins
+    for o in observed:
+        gid, _, _ = match_person(truth, o.t, o.box)
+        if gid is None:
+            false_warnings += 1
+            continue
+        warned.setdefault(gid, []).append(o.t)
+        te = entries.get(gid)
+        if te is None or not (o.t <= te <= o.t + horizon + TOL_S):
+            false_warnings += 1
+    t_end = truth.frames[-1].t
+    tp = fn = fp = tn = 0
+    leads = []
+    for gid, te in entries.items():
+        if roles.get(gid) != "enter" or te > t_end - TOL_S:
+            continue
+        ts = [t for t in warned.get(gid, []) if te - horizon - TOL_S <= t <= te]
+        if ts:
+            tp += 1
+            leads.append(te - min(ts))
+        else:
+            fn += 1
+    for gid, role in roles.items():
+        if role == "near_miss" and gid not in entries:
+            if warned.get(gid):
+                fp += 1
+            else:
+                tn += 1
+    return {"tp": tp, "fn": fn, "fp": fp, "tn": tn, "lead_sum": float(sum(leads)), "false_warnings": false_warnings}
+
+
+def summarise(parts: list[dict], hours: float) -> dict:
+    tp, fn, fp, tn = (sum(p[k] for p in parts) for k in ("tp", "fn", "fp", "tn"))
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    fw = sum(p["false_warnings"] for p in parts)
+    return {"entries": tp + fn, "near_misses": fp + tn, "tp": tp, "fn": fn, "fp": fp, "tn": tn,
+            "precision": round(prec, 4), "recall": round(rec, 4),
+            "f1": round(2 * prec * rec / (prec + rec), 4) if prec + rec else 0.0,
+            "accuracy": round((tp + tn) / max(1, tp + fn + fp + tn), 4),
+            "mean_lead_s": round(sum(p["lead_sum"] for p in parts) / tp, 3) if tp else None,
+            "false_warnings": fw, "false_warnings_per_hour": round(fw / hours, 1) if hours else None}
+
+
+def main(argv=None) -> int:
+    from compiler.groundtruth import Truth
+    from compiler.replay import prepare
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=12)
+    ap.add_argument("--first-seed", type=int, default=100, help="sim seeds used: first .. first + seeds - 1")
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--modes", nargs="*", default=["truth-boxes", "detector"])
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        image_dir, config, _ = prepare(SPEC, Path(tmp))
+        config = dataclasses.replace(config, ppe=(), actions=(), health=(), threads=1)
+        cam = config.cameras[0]
+        horizon = next(z.predict_horizon_s for z in cam.zones if z.id == ZONE)
+        parts = {(m, f): [] for m in a.modes for f in ("model", "cv")}
+        hours = 0.0
+        for seed in range(a.first_seed, a.first_seed + a.seeds):
+            frames, roles = render(seed, a.seconds, cam)
+            truth = Truth.from_sim([(t, tr) for t, _, tr in frames], fps=cam.fps)
+            hours += truth.duration_s / 3600.0
+            for mode in a.modes:
+                for who in ("model", "cv"):
+                    obs = run_once(config, image_dir, frames, who == "model", mode == "truth-boxes")
+                    parts[(mode, who)].append(score(obs, truth, roles, horizon))
+            line = "  ".join(f"{m}/{w} tp{parts[(m, w)][-1]['tp']} fp{parts[(m, w)][-1]['fp']}" for m in a.modes for w in ("model", "cv"))
+            print(f"  seed {seed}: {line}", flush=True)
+    res = {m: {who: summarise(parts[(m, who)], hours) for who in ("model", "cv")} for m in a.modes}
+    result = {
+        "bench": "predicted_entry", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "about": __doc__.strip().splitlines()[0],
+        "spec": str(SPEC.relative_to(ROOT)), "scene": cam.source, "zone": ZONE, "horizon_s": horizon,
+        "seeds": list(range(a.first_seed, a.first_seed + a.seeds)), "seconds_per_seed": a.seconds,
+        "ratio": "3 entering and 3 near-miss workers per seed (1:1)", "footage_hours": round(hours, 4),
+        "results": res,
+        "model_beats_cv_f1_at_equal_or_better_lead": {
+            m: bool(res[m]["model"]["f1"] > res[m]["cv"]["f1"]
+                    and (res[m]["model"]["mean_lead_s"] or 0) >= (res[m]["cv"]["mean_lead_s"] or 0) - 1e-9)
+            for m in a.modes},
+        "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "seconds": round(time.perf_counter() - t0, 1)}
+    print(table(result))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {a.out.relative_to(ROOT) if a.out.is_relative_to(ROOT) else a.out}")
+    return 0
+
+
+def table(r: dict) -> str:
+    lines = [f"predicted entry into '{r['zone']}' on {r['scene']}, {len(r['seeds'])} seeds x {r['seconds_per_seed']:g} s, "
+             f"{r['ratio']}, horizon {r['horizon_s']:g} s",
+             f"{'detections':<13}{'forecaster':<12}{'entries':>8}{'near':>6}{'P':>7}{'R':>7}{'F1':>7}{'acc':>7}{'lead s':>8}{'false/h':>9}"]
+    for mode, rows in r["results"].items():
+        for who, s in rows.items():
+            lead = f"{s['mean_lead_s']:.2f}" if s["mean_lead_s"] is not None else "-"
+            lines.append(f"{mode:<13}{('bundled' if who == 'model' else 'CV'):<12}{s['entries']:>8}{s['near_misses']:>6}"
+                         f"{s['precision']:>7.3f}{s['recall']:>7.3f}{s['f1']:>7.3f}{s['accuracy']:>7.3f}{lead:>8}"
+                         f"{s['false_warnings_per_hour']:>9.0f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
