@@ -41,6 +41,9 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
         log(f"{config.device}: no camera to process here (role {config.role})")
         return device
     flags = flag_poller(config, device)
+    from .hardupload import HardSampleUploader
+
+    device.hard = HardSampleUploader.from_config(config)
     cam = cams[0] if len(cams) == 1 else None
     opened = {}
     for c in cams:
@@ -107,6 +110,8 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
             device.clips.flush()
         if flags is not None:
             flags.stop()
+        if device.hard is not None:
+            device.hard.close()
         if out_events:
             out_events.close()
     return device

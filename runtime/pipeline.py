@@ -95,6 +95,10 @@ class CameraPipeline:
         people_d: Detections = tracked[tracked.class_id == person_id]
         machines_d: Detections = tracked[tracked.class_id == machine_id]
         timing["tracker"] = (time.perf_counter() - t1) * 1e3
+        if dev.hard is not None:  # a frame the student was unsure of goes to the VMS teacher (runtime/hardupload.py)
+            mine = dets.class_id == person_id
+            dev.hard.offer(self.camera.id, t, t_epoch, image, dets.confidence[mine], len(people_d),
+                           np.column_stack([dets.xyxy[mine], dets.confidence[mine]]))
 
         feet = people_d.bottom_centre if len(people_d) else np.zeros((0, 2))
         ground = self._ground(feet)
@@ -173,6 +177,7 @@ class Device:
     def __init__(self, config: RuntimeConfig, image_dir: Path, emitter=None, clips=None):
         self.config = config
         self.clips = clips  # a runtime.clips.ClipRecorder, or None: alerts get no clip
+        self.hard = None  # a runtime.hardupload.HardSampleUploader (runtime.app sets it when a VMS sink exists)
         self.sessions = stages.Sessions(Path(image_dir), config.threads)
         self.governor = Governor(config)
         self.emitter = emitter

@@ -1,7 +1,8 @@
 """The README's field workflow end to end on loopback: a VMS with two registered devices, two device
 agents (provisioned with the site's public key, running the live sim scene), specs/field-demo.yaml
-built for host-cpu (each image with its own VMS token), both flashed with `build.py flash`, and the
-events of both devices arriving in the VMS while the agents report healthy runtimes."""
+built for host-cpu (each image with its own VMS token), both flashed with `build.py flash`, the
+events of both devices arriving in the VMS while the agents report healthy runtimes, and their
+hard samples arriving for the teacher."""
 from __future__ import annotations
 
 import time
@@ -51,6 +52,13 @@ def test_two_agents_flashed_report_live_to_the_vms(server, tmp_path, monkeypatch
             assert s["slots"][s["active"]]["device"] == dev
         ids = [e["id"] for es in seen.values() for e in es]
         assert len(ids) == len(set(ids))  # stored once each
+        # frames the students were unsure of reach the teacher's intake (runtime/hardupload.py)
+        deadline, samples = time.monotonic() + 60, []
+        while time.monotonic() < deadline and not samples:
+            samples = httpx.get(f"{server.url}/api/hard-samples", headers=admin).json()["samples"]
+            time.sleep(1.0)
+        assert samples and {s["device"] for s in samples} <= set(TOKENS)
+        assert (server.settings.data_dir / "hard_samples" / f"{samples[0]['id']}.jpg").is_file()
     finally:
         for agent in agents.values():
             agent.stop()
