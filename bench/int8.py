@@ -23,8 +23,6 @@ scores an int8-stem build calibrated on sim frames against the same real holdout
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,6 +33,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._common import finish, machine  # noqa: E402
 
 from compiler.builder import CALIBRATION_FRAMES, GATE_FRAMES  # noqa: E402
 from compiler.calibrate import frames_for, samples  # noqa: E402
@@ -171,13 +171,9 @@ def main(argv=None) -> int:
                     "max_accuracy_drop_points": max((r["accuracy_drop_points"]["int8-stem"] for r in rows), default=None),
                     "all_faster": all(s > 1.0 for s in shipped),
                     "all_pass_builder_gate": all(r["builder_gate"].get("int8-stem", {}).get("passed", True) for r in rows)},
-        "machine": {"python": platform.python_version(), "cpu": platform.machine(), "threads": 1},
+        "machine": machine(threads=1),
         "seconds": round(time.perf_counter() - t0, 1)}
-    print(table(result))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {a.out.relative_to(ROOT) if a.out.is_relative_to(ROOT) else a.out}")
-    return 0
+    return finish(result, a.out, table)
 
 
 def table(r: dict) -> str:

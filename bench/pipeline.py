@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._common import finish, machine  # noqa: E402
 
 from runtime.config import ModelConfig, RuntimeConfig  # noqa: E402
 
@@ -164,13 +164,9 @@ def main(argv=None) -> int:
         "note": "the teacher finds almost nobody in sim frames (its sim AP50 is ~0, bench/results/detector.json), "
                 "so its row skips the per-person stages: the whole-pipeline ratio understates the detector's",
         "aim": {"fps_ge_25": rows[first]["fps"] >= 25, "overhead_le_30pct": (rows[first]["overhead_vs_model"] or 9) <= 0.3},
-        "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "machine": machine(),
         "seconds": round(time.perf_counter() - t_start, 1)}
-    print(table(result))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {a.out.relative_to(ROOT) if a.out.is_relative_to(ROOT) else a.out}")
-    return 0
+    return finish(result, a.out, table)
 
 
 def table(r: dict) -> str:

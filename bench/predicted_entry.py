@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -37,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench._common import finish, machine  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "predicted_entry.json"
 SPEC = ROOT / "specs" / "demo-site.yaml"
@@ -179,13 +179,9 @@ def main(argv=None) -> int:
             m: bool(res[m]["model"]["f1"] > res[m]["cv"]["f1"]
                     and (res[m]["model"]["mean_lead_s"] or 0) >= (res[m]["cv"]["mean_lead_s"] or 0) - 1e-9)
             for m in a.modes},
-        "machine": {"python": platform.python_version(), "cpu": platform.machine()},
+        "machine": machine(),
         "seconds": round(time.perf_counter() - t0, 1)}
-    print(table(result))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"wrote {a.out.relative_to(ROOT) if a.out.is_relative_to(ROOT) else a.out}")
-    return 0
+    return finish(result, a.out, table)
 
 
 def table(r: dict) -> str:
