@@ -55,6 +55,7 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
     start_wall = time.time()
     t_first: dict[str, float] = {}
     last_metrics, frames, stage_sum = time.monotonic(), 0, {}
+    progress = Progress({c.id: bounded_frames(opened[c.id], c.fps, max_seconds) for c in cams}, log)
     try:
         active = dict(opened)
         while active:
@@ -73,6 +74,7 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
                 batch.append((cid, frame.image, t, start_wall + t))
             for (cid, image, t, _), result in zip(batch, device.process_batch(batch)):
                 frames += 1
+                progress.step(cid)
                 if status is not None:  # health report + model-pack swaps (runtime/status.py)
                     status.tick(device)
                 for k, v in result.stage_ms.items():
@@ -115,6 +117,35 @@ def run(image_dir: Path, state_dir: Path, config: RuntimeConfig | None = None, s
         if out_events:
             out_events.close()
     return device
+
+
+def bounded_frames(source, fps: float, max_seconds: float | None) -> int | None:
+    """How many frames a run of `source` will see: a file's frame count, or --seconds at its fps
+    (the smaller of the two); None for a live source without --seconds."""
+    counts = [n for n in (getattr(source, "frame_count", None),
+                          int(max_seconds * fps) if max_seconds is not None else None) if n]
+    return min(counts) if counts else None
+
+
+class Progress:
+    """A progress line per camera at every tenth of a bounded run (file sources, --seconds)."""
+
+    def __init__(self, totals: dict[str, int | None], log):
+        self.totals = {cid: n for cid, n in totals.items() if n}
+        self.done = dict.fromkeys(self.totals, 0)
+        self.shown = dict.fromkeys(self.totals, 0)
+        self.log = log
+
+    def step(self, camera: str) -> None:
+        if camera not in self.totals:
+            return
+        self.done[camera] += 1
+        n, total = self.done[camera], self.totals[camera]
+        tenth = min(10, n * 10 // total)
+        if tenth > self.shown[camera]:
+            self.shown[camera] = tenth
+            bar = "#" * tenth + "." * (10 - tenth)
+            self.log(f"progress {camera}: [{bar}] {min(100, n * 100 // total)}% ({n}/{total} frames)")
 
 
 def flag_poller(config: RuntimeConfig, device: Device):
