@@ -56,6 +56,34 @@ class Agent:
         self.log = log
         self.install_lock = threading.Lock()  # one install (image or pack) at a time
         self.rec_lock = threading.RLock()  # the boot record
+        supervisor.on_crash_loop = self._crash_loop
+
+    def _crash_loop(self) -> bool:
+        """The running slot crashes over and over although it was once healthy (a fault that shows
+        after the install's health check): mark it failed and boot the other good slot, as at boot
+        when a slot no longer verifies. With no other good slot, False: keep restarting it."""
+        if not self.install_lock.acquire(timeout=1.0):
+            return False  # an install is deciding what runs
+        try:
+            with self.rec_lock:
+                rec = self.state.boot()
+                bad = rec["active"]
+                others = [s for s in SLOTS if s != bad and (rec["slots"].get(s) or {}).get("state") == "good"]
+                if not bad or not others:
+                    return False
+                rec["slots"][bad]["state"] = "failed"
+                self.state.save_boot(rec)
+                slot = self._bootable(rec)
+                if slot is None or slot == bad:
+                    return False
+                self._error(rec, f"slot {bad}: the runtime kept crashing ({self.sup.exit_note}); "
+                                 f"rolled back to slot {slot} (version {rec['slots'][slot]['image_version']})")
+                self.state.save_boot(rec)
+            self.log(f"crash loop on slot {bad}: booting slot {slot}")
+            self._start(slot)
+            return True
+        finally:
+            self.install_lock.release()
 
     # -- start ---------------------------------------------------------------------------------
     def boot(self, wait: bool = False) -> None:

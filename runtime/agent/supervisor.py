@@ -14,6 +14,7 @@ from pathlib import Path
 from .state import State
 
 STOP_TIMEOUT_S = 10.0
+CRASH_LOOP = (3, 180.0)  # this many exits within this many seconds on one slot: a crash loop
 STALE_S = 15.0  # a status file older than this means the runtime stopped processing frames
 MAX_LOG_BYTES = 8 << 20  # run/runtime.log is cut to runtime.log.1 beyond this (bounded storage)
 
@@ -45,6 +46,10 @@ class Supervisor:
         self._want: tuple[Path, Path] | None = None  # (image dir, pack dir) the watchdog keeps running
         self._watch = threading.Thread(target=self._watchdog, name="runtime-watchdog", daemon=True)
         self._closing = False
+        self.crashes: list[float] = []  # exit times on the current slot (the crash-loop check)
+        # called (no lock held) on a crash loop; True when it moved the runtime elsewhere (the agent
+        # falls back to its other good slot), False to keep restarting here with backoff
+        self.on_crash_loop = None
         self._watch.start()
 
     @property
@@ -80,6 +85,8 @@ class Supervisor:
             self.proc = subprocess.Popen(self.command(image_dir, pack_dir), cwd=image_dir, env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
+            if slot != self.slot:
+                self.crashes = []
             self.slot, self.started_at, self.exit_note = slot, time.time(), None
             self.pid_file.write_text(json.dumps({"pid": self.proc.pid, "state": str(self.state.root)}) + "\n")
             self._want = (image_dir, pack_dir) if supervise else None
@@ -223,7 +230,17 @@ class Supervisor:
                         backoff = 1.0
                     continue
                 self.exit_note = f"exited with status {p.returncode}: {self.log_tail(1)}"
-                self.log(f"runtime on slot {self.slot} {self.exit_note}; restarting in {backoff:.0f} s")
+                now = time.time()
+                self.crashes = [c for c in self.crashes if now - c <= CRASH_LOOP[1]] + [now]
+                looping = len(self.crashes) >= CRASH_LOOP[0] and self.on_crash_loop is not None
+                if not looping:
+                    self.log(f"runtime on slot {self.slot} {self.exit_note}; restarting in {backoff:.0f} s")
+            if looping:
+                self.log(f"runtime on slot {self.slot} exited {len(self.crashes)} times in {CRASH_LOOP[1]:.0f} s: "
+                         f"a crash loop ({self.exit_note})")
+                if self.on_crash_loop():
+                    backoff = 1.0
+                    continue
             time.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
             with self._lock:

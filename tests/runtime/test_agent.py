@@ -370,3 +370,35 @@ def test_the_runtime_log_stays_bounded(tmp_path):
         assert (state.run / "runtime.log.1").read_bytes().endswith(b"END\n")
     finally:
         sup.close()
+
+
+CRASH_LATER = b"""import os
+import sys
+import threading
+
+threading.Timer(6.0, lambda: os._exit(3)).start()  # healthy first, then dies: a fault the install cannot see
+
+from .app import main
+
+sys.exit(main())
+"""
+
+
+def test_a_runtime_that_keeps_crashing_after_its_health_check_falls_back(built, tmp_path):
+    """Version 2 passes the install's health check, then its runtime dies every few seconds: after
+    a crash loop the agent marks it failed and boots the other good slot (version 1)."""
+    agent = AgentProcess(tmp_path / "state", [built.key]).start()
+    try:
+        assert flash(write(tmp_path, "v1.swimg", built.image(image_version=1)), agent.url, TOKEN)["verdict"] == "ok"
+        first = status(agent.url, TOKEN)["active"]
+        flaky = built.image(image_version=2, files={"runtime/__main__.py": CRASH_LATER})
+        reply = flash(write(tmp_path, "v2.swimg", flaky), agent.url, TOKEN)
+        assert reply["verdict"] == "ok", reply
+        second = status(agent.url, TOKEN)["active"]
+        assert second != first
+        s = wait_for(lambda: (lambda s: s if s["active"] == first and s["runtime"]["healthy"] else None)(
+            status(agent.url, TOKEN)), timeout=120, step=0.5)
+        assert s["slots"][first]["image_version"] == 1 and s["slots"][second]["state"] == "failed"
+        assert "kept crashing" in s["last_error"]["message"], s["last_error"]
+    finally:
+        agent.stop()
