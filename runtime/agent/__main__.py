@@ -55,6 +55,8 @@ def main(argv=None) -> int:
     ap.add_argument("--keyfile", default=None, help="TLS private key (PEM)")
     ap.add_argument("--health-timeout", type=float, default=90.0, help="seconds a new runtime has to report health")
     ap.add_argument("--max-upload", type=int, default=MAX_UPLOAD, help="largest image or pack accepted, in bytes")
+    ap.add_argument("--idle-timeout", type=float, default=60.0,
+                    help="seconds of silence before a connection is dropped (a stalled upload frees the install)")
     ap.add_argument("--python", default=sys.executable, help="interpreter that runs the runtime")
     ap.add_argument("--plugin", action="append", default=[], metavar="NAME=MODULE:ATTR",
                     help="host-side source plug-in handed to the runtime")
@@ -79,7 +81,7 @@ def main(argv=None) -> int:
     sup = Supervisor(state, python=args.python, plugins=tuple(plugins), pythonpath=tuple(paths), log=log)
     agent = Agent(state, sup, health_timeout=args.health_timeout, max_upload=args.max_upload, log=log)
     try:
-        server = serve(agent, token, args.host, args.port, args.cert, args.keyfile)
+        server = serve(agent, token, args.host, args.port, args.cert, args.keyfile, idle_timeout=args.idle_timeout)
     except OSError as e:
         print(f"agent: cannot listen on {args.host}:{args.port}: {e}", file=sys.stderr)
         return 2

@@ -552,9 +552,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def serve(agent: Agent, token: str, host: str = "127.0.0.1", port: int = 0, cert: str | None = None,
-          keyfile: str | None = None) -> ThreadingHTTPServer:
-    """A server bound and ready (call `serve_forever`); `server.server_address` has the real port."""
-    handler = type("AgentHandler", (Handler,), {"agent": agent, "token": token.encode()})
+          keyfile: str | None = None, idle_timeout: float = Handler.timeout) -> ThreadingHTTPServer:
+    """A server bound and ready (call `serve_forever`); `server.server_address` has the real port.
+    `idle_timeout`: seconds of silence before a connection (a stalled upload) is dropped."""
+    handler = type("AgentHandler", (Handler,), {"agent": agent, "token": token.encode(), "timeout": idle_timeout})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     if cert:

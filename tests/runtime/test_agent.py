@@ -402,3 +402,23 @@ def test_a_runtime_that_keeps_crashing_after_its_health_check_falls_back(built, 
         assert "kept crashing" in s["last_error"]["message"], s["last_error"]
     finally:
         agent.stop()
+
+
+def test_a_stalled_upload_is_dropped_and_frees_the_agent(built, tmp_path):
+    """A client that sends half an image and goes silent: after --idle-timeout the agent drops it,
+    removes the partial spool file, keeps running what it ran and takes the next flash."""
+    agent = AgentProcess(tmp_path / "state", [built.key], extra=["--idle-timeout", "2"]).start()
+    try:
+        assert flash(write(tmp_path, "v1.swimg", built.image(image_version=1)), agent.url, TOKEN)["verdict"] == "ok"
+        before = status(agent.url, TOKEN)
+        conn = _partial_upload(agent.url, built.image(image_version=2), 0.5)
+        wait_for(lambda: list((agent.state / "spool").iterdir()))
+        assert status(agent.url, TOKEN)["busy"]  # the stalled upload holds the install
+        wait_for(lambda: not status(agent.url, TOKEN)["busy"], timeout=15)
+        assert not list((agent.state / "spool").iterdir())
+        conn.close()
+        s = status(agent.url, TOKEN)
+        assert s["active"] == before["active"] and s["runtime"]["pid"] == before["runtime"]["pid"]
+        assert flash(write(tmp_path, "v2.swimg", built.image(image_version=2)), agent.url, TOKEN)["verdict"] == "ok"
+    finally:
+        agent.stop()
