@@ -92,15 +92,17 @@ def frames(config: RuntimeConfig, count: int, workers: int) -> list[np.ndarray]:
 def run_row(config: RuntimeConfig, image_dir: Path, images: list[np.ndarray], fps: float) -> dict:
     from runtime.pipeline import Device
 
-    device = Device(config, image_dir, emitter=None)
-    device.governor.observe = lambda *a, **k: []  # pin the tier: no load switching
-    device.governor.evaluate_situations = lambda *a, **k: []
+    def pinned() -> Device:
+        device = Device(config, image_dir, emitter=None)
+        device.governor.observe = lambda *a, **k: []  # pin the tier: no load switching
+        device.governor.evaluate_situations = lambda *a, **k: []
+        return device
+
+    device = pinned()
     cam = config.cameras[0].id
     for i, img in enumerate(images[:5]):  # warm-up: sessions, arenas
         device.process(cam, img, i / fps, NOON_UTC + i / fps)
-    device = Device(config, image_dir, emitter=None)  # fresh tracker and rules, warm OS caches
-    device.governor.observe = lambda *a, **k: []
-    device.governor.evaluate_situations = lambda *a, **k: []
+    device = pinned()  # fresh tracker and rules, warm OS caches
     stage: dict[str, list[float]] = {}
     frame_ms, people = [], []
     with ModelClock() as clock:

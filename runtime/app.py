@@ -151,10 +151,11 @@ class Progress:
 def flag_poller(config: RuntimeConfig, device: Device):
     """Situation flags from the VMS (runtime/vmsflags.py), started when a situation waits for a flag
     and an http sink names the VMS; None otherwise."""
-    http = next((s for s in config.sinks if s.kind == "http" and s.params.get("target")), None)
+    from .vmsflags import FlagPoller, vms_sink
+
+    http = vms_sink(config)
     if http is None or not any(s.flag for s in config.situations):
         return None
-    from .vmsflags import FlagPoller
 
     return FlagPoller.from_sink(http, device=config.device, cameras=[c.id for c in config.cameras],
                                 on_change=device.governor.set_flag).start()

@@ -23,12 +23,12 @@ import logging
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 
 import numpy as np
 
 from .hardsample import HardSamplePolicy, HardSampleSelector
+from .vmsflags import beside_events, vms_sink
 
 log = logging.getLogger("sitewarden.hardupload")
 
@@ -39,10 +39,7 @@ RETRIES = 3
 
 def samples_url(events_url: str) -> str:
     """``<scheme>://<host>/api/hard-samples`` beside the VMS's ``/api/events``."""
-    parts = urllib.parse.urlsplit(events_url)
-    path = parts.path.rstrip("/")
-    path = path[: -len("/events")] + "/hard-samples" if path.endswith("/events") else "/api/hard-samples"
-    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    return beside_events(events_url, "hard-samples")
 
 
 class HardSampleUploader:
@@ -61,22 +58,22 @@ class HardSampleUploader:
     @classmethod
     def from_config(cls, config, **kw) -> "HardSampleUploader | None":
         """From the config's first http sink (the VMS); None when there is none."""
-        http = next((s for s in config.sinks if s.kind == "http" and s.params.get("target")), None)
+        http = vms_sink(config)
         if http is None:
             return None
         return cls(samples_url(str(http.params["target"])), http.params.get("token"), config.device, **kw)
 
     def offer(self, camera: str, t: float, t_epoch: float, image: np.ndarray, scores, n_tracks: int,
-              boxes=()) -> str | None:
-        """Called per frame; queues the frame when the selector picks it. Returns the reason or None."""
+              xyxy=()) -> str | None:
+        """Called per frame with the student's person scores and boxes (xyxy, same order); queues
+        the frame when the selector picks it. Returns the reason or None."""
         reason = self.selector.offer(camera, t, scores, n_tracks)
         if reason is None:
             return None
         from .events import snapshot_jpeg
-
         from .ppe import head_boxes
 
-        b = np.asarray(boxes, np.float64).reshape(-1, 5) if len(boxes) else np.zeros((0, 5))
+        b = np.column_stack([np.asarray(xyxy, np.float64).reshape(-1, 4), np.asarray(scores, np.float64).reshape(-1)])
         jpeg = snapshot_jpeg(image, head_boxes(b[:, :4], image.shape) if len(b) else ())
         sample_id = hashlib.sha256("\x1f".join(("hard-sample-v1", self.device, camera, repr(round(t_epoch, 3)),
                                                 reason)).encode()).hexdigest()[:32]

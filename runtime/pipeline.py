@@ -97,8 +97,7 @@ class CameraPipeline:
         timing["tracker"] = (time.perf_counter() - t1) * 1e3
         if dev.hard is not None:  # a frame the student was unsure of goes to the VMS teacher (runtime/hardupload.py)
             mine = dets.class_id == person_id
-            dev.hard.offer(self.camera.id, t, t_epoch, image, dets.confidence[mine], len(people_d),
-                           np.column_stack([dets.xyxy[mine], dets.confidence[mine]]))
+            dev.hard.offer(self.camera.id, t, t_epoch, image, dets.confidence[mine], len(people_d), dets.xyxy[mine])
 
         feet = people_d.bottom_centre if len(people_d) else np.zeros((0, 2))
         ground = self._ground(feet)

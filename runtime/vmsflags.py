@@ -24,12 +24,22 @@ from typing import Callable, Iterable
 log = logging.getLogger("sitewarden.vmsflags")
 
 
-def flags_url(events_url: str) -> str:
-    """``<scheme>://<host>/api/flags`` beside the VMS's ``/api/events``."""
+def vms_sink(config):
+    """The config's first http sink with a target: the VMS the device reports to (or None)."""
+    return next((s for s in config.sinks if s.kind == "http" and s.params.get("target")), None)
+
+
+def beside_events(events_url: str, leaf: str) -> str:
+    """``<scheme>://<host>/api/<leaf>`` beside the VMS's ``/api/events``."""
     parts = urllib.parse.urlsplit(events_url)
     path = parts.path.rstrip("/")
-    path = path[: -len("/events")] + "/flags" if path.endswith("/events") else "/api/flags"
+    path = path[: -len("/events")] + f"/{leaf}" if path.endswith("/events") else f"/api/{leaf}"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def flags_url(events_url: str) -> str:
+    """``<scheme>://<host>/api/flags`` beside the VMS's ``/api/events``."""
+    return beside_events(events_url, "flags")
 
 
 def flags_for(rows: Iterable[dict], device: str, cameras: Iterable[str] = ()) -> set[str]:

@@ -148,15 +148,21 @@ def get_event(request: Request, event_id: str, who: Who):
         return event_out(_event_row(c, event_id))
 
 
-@router.get("/api/events/{event_id}/snapshot", summary="An event's snapshot (JPEG)")
-def get_snapshot(request: Request, event_id: str, who: Who):
+def _event_file(request: Request, event_id: str, who: Who, what: str, media_type: str) -> FileResponse:
+    """An event's stored snapshot or clip (``what``), 404 when it has none."""
     require_role(who, "viewer")
     st = _state(request)
     with st.store.engine.connect() as c:
-        row = _event_row(c, event_id)
-    if not row.snapshot or not st.store.snapshot_path(row.snapshot).exists():
-        raise HTTPException(404, "this event has no snapshot")
-    return FileResponse(st.store.snapshot_path(row.snapshot), media_type="image/jpeg")
+        name = getattr(_event_row(c, event_id), what)
+    path = (st.store.snapshot_path if what == "snapshot" else st.store.clip_path)(name) if name else None
+    if path is None or not path.exists():
+        raise HTTPException(404, f"this event has no {what}")
+    return FileResponse(path, media_type=media_type)
+
+
+@router.get("/api/events/{event_id}/snapshot", summary="An event's snapshot (JPEG)")
+def get_snapshot(request: Request, event_id: str, who: Who):
+    return _event_file(request, event_id, who, "snapshot", "image/jpeg")
 
 
 # --- clips -----------------------------------------------------------------------------------------
@@ -212,13 +218,7 @@ async def put_clip(request: Request, event_id: str, who: Who):
 
 @router.get("/api/events/{event_id}/clip", summary="An event's clip (MP4; Range requests supported)")
 def get_clip(request: Request, event_id: str, who: Who):
-    require_role(who, "viewer")
-    st = _state(request)
-    with st.store.engine.connect() as c:
-        row = _event_row(c, event_id)
-    if not row.clip or not st.store.clip_path(row.clip).exists():
-        raise HTTPException(404, "this event has no clip")
-    return FileResponse(st.store.clip_path(row.clip), media_type="video/mp4")
+    return _event_file(request, event_id, who, "clip", "video/mp4")
 
 
 # --- acknowledge, false alarm ----------------------------------------------------------------------

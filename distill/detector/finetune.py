@@ -21,7 +21,7 @@ import torch
 from . import data as D
 from .export import INPUT, export
 from .model import Student
-from .train import batch_arrays, decode_boxes, focal_loss, giou_loss
+from .train import batch_arrays, train_step
 from .variants import VARIANTS
 
 
@@ -130,18 +130,8 @@ def finetune(model: Student, frames: D.FrameSet, recipe: FinetuneRecipe, seed: i
     hist = []
     model.train()
     for step, idx in enumerate(draw_batches(pools, shares, recipe.steps, seed)):
-        x, heat, mask, box, wgt = batch_arrays(frames, idx, arch.size, arch.classes, seed + 101, step)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        logits, raw = model(x.contiguous(memory_format=torch.channels_last))
-        lc = focal_loss(logits, heat, mask)
-        lb = giou_loss(decode_boxes(raw), box, wgt)
-        loss = lc + recipe.box_weight * lb
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        hist.append((float(lc.detach()), float(lb.detach())))
+        batch = batch_arrays(frames, idx, arch.size, arch.classes, seed + 101, step)
+        hist.append(train_step(model, model, opt, batch, lr_at(step), recipe.box_weight))
         if step % 25 == 0 or step == recipe.steps - 1:
             a = np.mean(hist[-25:], axis=0)
             log(f"    step {step:4d}/{recipe.steps}  heat {a[0]:.3f}  giou {a[1]:.3f}  lr {lr_at(step):.2e}  "

@@ -93,6 +93,24 @@ def giou_loss(pred, target, weight):
     return (w * (1 - giou)).sum() / w.sum().clamp(min=1e-6)
 
 
+def train_step(model, net, opt, batch, lr: float, box_weight: float) -> tuple[float, float]:
+    """One optimiser step on ``batch`` (batch_arrays' output) at learning rate ``lr``: the heatmap
+    focal loss plus ``box_weight`` x GIoU, gradients clipped at 10. ``net`` is ``model`` or its DDP
+    wrapper. Returns (focal, giou) as floats."""
+    x, heat, mask, box, wgt = batch
+    for g in opt.param_groups:
+        g["lr"] = lr
+    logits, raw = net(x.contiguous(memory_format=torch.channels_last))
+    lc = focal_loss(logits, heat, mask)
+    lb = giou_loss(decode_boxes(raw), box, wgt)
+    loss = lc + box_weight * lb
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    opt.step()
+    return float(lc.detach()), float(lb.detach())
+
+
 def draw_batches(frames: FrameSet, recipe: Recipe, seed: int):
     """The global batch indices of every step (identical on every rank)."""
     rng = np.random.default_rng([seed, 7])
@@ -137,18 +155,8 @@ def train(arch: Arch, frames: FrameSet, recipe: Recipe, seed: int, init: dict | 
     net.train()
     for step, idx in enumerate(draw_batches(frames, recipe, seed)):
         mine = idx[rank::world]
-        x, heat, mask, box, wgt = batch_arrays(frames, mine, arch.size, arch.classes, seed, step)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        logits, raw = net(x.contiguous(memory_format=torch.channels_last))
-        lc = focal_loss(logits, heat, mask)
-        lb = giou_loss(decode_boxes(raw), box, wgt)
-        loss = lc + recipe.box_weight * lb
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        hist.append((float(lc.detach()), float(lb.detach())))
+        batch = batch_arrays(frames, mine, arch.size, arch.classes, seed, step)
+        hist.append(train_step(model, net, opt, batch, lr_at(step), recipe.box_weight))
         if step % 20 == 0 or step == recipe.steps - 1:
             a = np.mean(hist[-20:], axis=0)
             log(f"    step {step:4d}/{recipe.steps}  heat {a[0]:.3f}  giou {a[1]:.3f}  "

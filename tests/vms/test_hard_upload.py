@@ -33,12 +33,12 @@ def test_unsure_frames_reach_the_teacher_folder_rate_limited_and_once(server):
     up = HardSampleUploader(samples_url(f"{server.url}/api/events"), token, "cam-1",
                             policy=HardSamplePolicy(min_interval_s=2.0), backoff_s=0.05)
     try:
-        boxes = np.array([[10, 20, 60, 140, 0.35]])
+        boxes = np.array([[10, 20, 60, 140]])
         # an uncertain box and no confirmed track: unsure, not a disagreement
         assert up.offer("gate", 0.0, 1_790_000_000.0, frame(), [0.35], 0, boxes) == "low_confidence"
         assert up.offer("gate", 1.0, 1_790_000_001.0, frame(1), [0.3], 0, boxes) is None  # rate limit
-        assert up.offer("gate", 1.5, 1_790_000_001.5, frame(2), [0.9], 1, boxes[:, :]) is None  # sure: not hard
-        assert up.offer("gate", 3.0, 1_790_000_003.0, frame(3), [0.9, 0.8], 1, np.array([[0, 0, 9, 9, 0.9], [20, 20, 40, 40, 0.8]])) \
+        assert up.offer("gate", 1.5, 1_790_000_001.5, frame(2), [0.9], 1, boxes) is None  # sure: not hard
+        assert up.offer("gate", 3.0, 1_790_000_003.0, frame(3), [0.9, 0.8], 1, np.array([[0, 0, 9, 9], [20, 20, 40, 40]])) \
             == "disagreement"  # two confident boxes, one track
         assert wait(lambda: up.sent == 2), (up.sent, up.failed)
         admin = server.login()
@@ -64,7 +64,7 @@ def test_a_vms_that_is_down_costs_retries_then_drops_never_blocks(server):
     try:
         t0 = time.perf_counter()
         for i in range(40):
-            up.offer("gate", float(i), 1_790_000_000.0 + i, frame(i), [0.3], 1, np.array([[0, 0, 9, 9, 0.3]]))
+            up.offer("gate", float(i), 1_790_000_000.0 + i, frame(i), [0.3], 1, np.array([[0, 0, 9, 9]]))
         assert time.perf_counter() - t0 < 5.0  # offering never waits for the network
         assert wait(lambda: up.failed + up.dropped + up.sent == 40, 60), (up.sent, up.failed, up.dropped)
         assert up.sent == 0 and up.dropped > 0  # the bounded queue dropped the oldest
