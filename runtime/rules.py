@@ -17,7 +17,7 @@ import numpy as np
 from .config import CameraConfig, RuntimeConfig, ZoneConfig
 from dataclasses import replace
 
-from .forecast import EntryRule, EntryWarner, predict_entry
+from .forecast import EntryRule, EntryWarner, entry_times
 from .geometry import points_in_polygon
 
 PPE_PRESENT = 0.5  # smoothed probability at or above which an item counts as worn
@@ -109,6 +109,7 @@ class CameraRules:
         # card records them); without them a forecast warns as soon as it enters within the zone's horizon
         self._warners: dict[tuple[str, str], EntryWarner] = {}
         self._entry_rules = dict(entry_rules or {})
+        self._polygons: dict[tuple[str, str], np.ndarray] = {}
 
     # -- helpers -----------------------------------------------------------------------------
     def _cooldown_ok(self, rule: str, track: int, t: float, cooldown: float) -> bool:
@@ -125,17 +126,33 @@ class CameraRules:
         start = self._episode_start(key, kw.pop("since", t), max(cooldown, 1.0))
         out.append(Alert(t_start=start, **kw))
 
-    def _raw_inside(self, zone: ZoneConfig, p: Person, machines: list[Machine]) -> tuple[bool, int | None]:
-        if zone.shape == "around":
-            if p.ground is None:
-                return False, None
-            for m in machines:
-                if m.ground is not None and np.hypot(*(p.ground - m.ground)) <= (zone.radius_m or 0.0):
-                    return True, m.track
-            return False, None
-        if zone.polygon_px is None:
-            return False, None
-        return bool(points_in_polygon(p.foot[None], np.asarray(zone.polygon_px))[0]), None
+    def _polygon(self, zone: ZoneConfig, frame: str) -> np.ndarray:
+        key = (zone.id, frame)
+        if key not in self._polygons:
+            self._polygons[key] = np.asarray(zone.polygon_px if frame == "px" else zone.polygon_m, np.float64)
+        return self._polygons[key]
+
+    def _raw_inside(self, people: list[Person], machines: list[Machine]) -> dict[str, list[tuple[bool, int | None]]]:
+        """Per zone, per person (in order): inside by the box's bottom-centre (image zones, one
+        vectorised test for everyone) or within the radius of a machine ("around" zones), and
+        which machine."""
+        out: dict[str, list[tuple[bool, int | None]]] = {}
+        feet = np.asarray([p.foot for p in people], np.float64).reshape(-1, 2)
+        for zone in self.zones.values():
+            if zone.shape == "around":
+                row = []
+                for p in people:
+                    hit = None
+                    if p.ground is not None:
+                        hit = next((m.track for m in machines if m.ground is not None
+                                    and np.hypot(*(p.ground - m.ground)) <= (zone.radius_m or 0.0)), None)
+                    row.append((hit is not None, hit))
+                out[zone.id] = row
+            elif zone.polygon_px is None or not len(people):
+                out[zone.id] = [(False, None)] * len(people)
+            else:
+                out[zone.id] = [(bool(v), None) for v in points_in_polygon(feet, self._polygon(zone, "px"))]
+        return out
 
     def inside(self, zone_id: str, track: int) -> bool:
         s = self._presence.get((zone_id, track))
@@ -154,9 +171,11 @@ class CameraRules:
             if track not in seen and t - last > TRACK_FORGET_S:
                 self._forget(track)
 
-        for p in people:
+        inside_now = self._raw_inside(people, machines)
+        entries = self._entry_decisions(people)
+        for i, p in enumerate(people):
             for zone in self.zones.values():
-                raw, machine = self._raw_inside(zone, p, machines)
+                raw, machine = inside_now[zone.id][i]
                 state = self._presence.setdefault((zone.id, p.track), _Presence())
                 change = state.update(raw, zone.inertia_frames, t)
                 if change is True and zone.kind in ("danger", "restricted"):
@@ -174,7 +193,7 @@ class CameraRules:
                     self._alert(out, t, cooldown, type="zone_dwell", rule=f"zone_dwell:{zone.id}", severity="warning",
                                 track=p.track, confidence=p.confidence, zone=zone.id,
                                 details={"dwell_s": round(t - state.since, 2)}, since=state.since)
-            self._predict(out, t, p, cooldown)
+            self._predict(out, t, p, cooldown, entries)
             self._check_ppe(out, t, p)
             self._check_posture(out, t, p)
         return out
@@ -188,7 +207,35 @@ class CameraRules:
             self._warners[key] = EntryWarner(rule)
         return self._warners[key]
 
-    def _predict(self, out: list, t: float, p: Person, cooldown: float) -> None:
+    def _entry_decisions(self, people: list[Person]) -> dict[tuple[str, int], tuple[bool, float]]:
+        """Per (zone, track) with a forecast: whether the forecast fires the zone's warning rule
+        (runtime.forecast.warn_entry's decision) and the time to entry within the zone's horizon
+        (inf: none). One vectorised runtime.forecast.entry_times call per zone and forecast kind
+        instead of one per person."""
+        out: dict[tuple[str, int], tuple[bool, float]] = {}
+        groups: dict[tuple, list[Person]] = {}
+        for p in people:
+            if p.forecast is not None and p.ground is not None:
+                f = np.asarray(p.forecast, np.float64)
+                groups.setdefault((p.forecast_kind, float(p.forecast_dt), f.shape), []).append(p)
+        for zone in self.zones.values():
+            if zone.predict_horizon_s is None or zone.polygon_m is None:
+                continue
+            polygon = self._polygon(zone, "m")
+            for (kind, dt, _), group in groups.items():
+                paths = np.stack([np.asarray(p.forecast, np.float64) for p in group])
+                starts = np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group])
+                warner = self._warner(zone, kind)
+                r = warner.rule
+                fires = np.isfinite(entry_times(paths, dt, polygon, r.horizon_s, starts, warner.substeps,
+                                                r.margin_m, r.margin_per_s)) & ~points_in_polygon(starts, polygon)
+                when = entry_times(paths, dt, polygon, zone.predict_horizon_s, starts)
+                for p, f, w in zip(group, fires, when):
+                    out[(zone.id, p.track)] = (bool(f), float(w))
+        return out
+
+    def _predict(self, out: list, t: float, p: Person, cooldown: float,
+                 entries: dict[tuple[str, int], tuple[bool, float]]) -> None:
         if p.forecast is None or p.ground is None:
             return
         for zone in self.zones.values():
@@ -196,15 +243,13 @@ class CameraRules:
                 continue
             if p.speed_mps is not None and p.speed_mps < zone.predict_min_speed_mps:
                 continue
-            polygon = np.asarray(zone.polygon_m)
-            if not self._warner(zone, p.forecast_kind).update((zone.id, p.track), t, p.forecast, p.forecast_dt,
-                                                               polygon, p.ground):
+            fires, time_s = entries[(zone.id, p.track)]
+            if not self._warner(zone, p.forecast_kind).step((zone.id, p.track), t, fires):
                 continue
-            entry = predict_entry(p.forecast, p.forecast_dt, polygon, zone.predict_horizon_s, start=p.ground)
-            if entry.enters and entry.time_s and entry.time_s > 0:
+            if np.isfinite(time_s) and time_s > 0:
                 self._alert(out, t, cooldown, type="predicted_entry", rule=f"predicted_entry:{zone.id}",
                             severity=zone.severity, track=p.track, confidence=p.confidence, zone=zone.id,
-                            details={"time_to_entry_s": round(entry.time_s, 2), "horizon_s": zone.predict_horizon_s,
+                            details={"time_to_entry_s": round(time_s, 2), "horizon_s": zone.predict_horizon_s,
                                      "forecast": p.forecast_kind}, since=t)
 
     def _in_scope(self, zones: tuple[str, ...], track: int) -> bool:
