@@ -143,6 +143,7 @@ def resolve_device(
         situations=tuple(_situation(s) for s in spec.situations),
         cooldown_s=cooldown,
         clips=_clips(spec.alerts.clips),
+        min_confidence=spec.alerts.min_confidence,
     )
 
 

@@ -138,6 +138,7 @@ class RuntimeConfig:
     situations: tuple[SituationConfig, ...] = ()
     cooldown_s: float = 30.0
     clips: ClipConfig = field(default_factory=ClipConfig)
+    min_confidence: float = 0.0  # rules see a track once its smoothed detection confidence reaches this
     version: int = CONFIG_VERSION
 
     def to_json(self) -> bytes:

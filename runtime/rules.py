@@ -21,6 +21,7 @@ from .forecast import EntryRule, EntryWarner, entry_times
 from .geometry import points_in_polygon
 
 PPE_PRESENT = 0.5  # smoothed probability at or above which an item counts as worn
+CONFIDENCE_SMOOTHING = 0.3  # EMA weight of the newest detection confidence (alerts.min_confidence)
 PPE_SMOOTHING = 0.3  # EMA weight of the newest frame (about 3 frames of memory at 10 fps)
 TRACK_FORGET_S = 5.0  # a person unseen this long leaves every zone (their track is gone)
 
@@ -110,6 +111,7 @@ class CameraRules:
         self._warners: dict[tuple[str, str], EntryWarner] = {}
         self._entry_rules = dict(entry_rules or {})
         self._polygons: dict[tuple[str, str], np.ndarray] = {}
+        self._confidence: dict[int, float] = {}   # smoothed detection confidence per track
 
     # -- helpers -----------------------------------------------------------------------------
     def _cooldown_ok(self, rule: str, track: int, t: float, cooldown: float) -> bool:
@@ -170,6 +172,7 @@ class CameraRules:
         for track, last in list(self._last_seen.items()):
             if track not in seen and t - last > TRACK_FORGET_S:
                 self._forget(track)
+        people = self._confident(people)
 
         inside_now = self._raw_inside(people, machines)
         entries = self._entry_decisions(people)
@@ -293,8 +296,21 @@ class CameraRules:
                             track=p.track, confidence=p.posture_confidence, zone=None,
                             details={"posture": p.posture, "held_s": round(t - since, 2)}, since=since)
 
+    def _confident(self, people: list[Person]) -> list[Person]:
+        """The people the rules look at: with ``min_confidence`` set, those whose smoothed
+        detection confidence reaches it (the smoothing runs for everyone, seen or not by the rules)."""
+        floor = self.config.min_confidence
+        for p in people:
+            prev = self._confidence.get(p.track)
+            c = float(p.confidence)
+            self._confidence[p.track] = c if prev is None else (1 - CONFIDENCE_SMOOTHING) * prev + CONFIDENCE_SMOOTHING * c
+        if floor <= 0:
+            return people
+        return [p for p in people if self._confidence[p.track] >= floor]
+
     def _forget(self, track: int) -> None:
         self._last_seen.pop(track, None)
+        self._confidence.pop(track, None)
         for d in (self._presence,):
             for k in [k for k in d if k[1] == track]:
                 del d[k]

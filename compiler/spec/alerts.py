@@ -140,5 +140,12 @@ class Alerts(SpecModel):
     cooldown_s: float = Field(
         default=30.0, ge=0, le=86400, description="Quiet time per rule and person after an event (de-duplication)."
     )
+    min_confidence: float = Field(
+        default=0.0, ge=0, le=1,
+        description="Rules see a tracked person only once their smoothed detection confidence (about the last 3 "
+                    "frames) reaches this; 0 (default) = every tracked person. Raise it (e.g. 0.45) where the "
+                    "detector takes site objects (a hanging load, a post) for people: fewer false alarms, at the "
+                    "price of seeing a faint, distant or half-hidden person later or not at all. "
+                    "`build.py replay` measures both on recorded footage.")
     sinks: list[Sink] = Field(default_factory=list, description="Where events go; all of them get every event.")
     clips: Clips | None = Field(default=None, description="Short video clips of alerts, kept on the device and uploaded by HTTP sinks (default: none).")

@@ -13,10 +13,11 @@ SQUARE_PX = ((100.0, 100.0), (200.0, 100.0), (200.0, 200.0), (100.0, 200.0))
 SQUARE_M = ((0.0, 10.0), (4.0, 10.0), (4.0, 14.0), (0.0, 14.0))
 
 
-def make(zones=(), ppe=(), actions=(), cooldown=30.0, entry_rules=None):
+def make(zones=(), ppe=(), actions=(), cooldown=30.0, entry_rules=None, min_confidence=0.0):
     cam = CameraConfig(id="cam", source="file:x", resolution=(320, 240), fps=10.0, zones=tuple(zones))
     cfg = RuntimeConfig(site="s", timezone="UTC", device="d", role="camera", board="host-cpu", threads=1,
-                        cameras=(cam,), models={}, ppe=tuple(ppe), actions=tuple(actions), cooldown_s=cooldown)
+                        cameras=(cam,), models={}, ppe=tuple(ppe), actions=tuple(actions), cooldown_s=cooldown,
+                        min_confidence=min_confidence)
     return CameraRules(cfg, cam, entry_rules=entry_rules)
 
 
@@ -42,6 +43,21 @@ def test_entry_needs_inertia_frames_and_fires_once():
     frames = [[at(1, 50, 150)]] * 3 + [[at(1, 150, 150)]] * 10
     alerts = run(rules, frames)
     assert [(a.type, a.zone, a.track) for a in alerts] == [("zone_intrusion", "pit", 1)]
+
+
+def test_min_confidence_hides_faint_tracks_until_their_confidence_rises():
+    # track 1: a faint false detection inside the zone all along; track 2: a person whose
+    # confidence rises from 0.3 to 0.8 while standing inside the zone
+    def frame(i):
+        return [at(1, 150, 150, confidence=0.35), at(2, 160, 160, confidence=0.3 if i < 10 else 0.8)]
+
+    frames = [frame(i) for i in range(30)]
+    off = run(make([danger(inertia=3)]), frames)
+    assert sorted(a.track for a in off) == [1, 2]
+    on = run(make([danger(inertia=3)], min_confidence=0.45), frames)
+    assert [(a.type, a.track) for a in on] == [("zone_intrusion", 2)]
+    # seen by the rules from the first frame whose smoothed confidence (EMA 0.3) passes 0.45
+    assert 1.1 <= on[0].t_start <= 1.4
 
 
 def test_a_two_frame_flicker_is_not_an_entry():
