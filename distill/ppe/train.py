@@ -1,7 +1,9 @@
 """Augmented person crops and the training loop (BCE on known items, optional soft KD targets).
 
 A training crop goes through the runtime's own path: jitter the box inside its context patch
-(scale and shift noise, a cut-off bottom or side, as a detector's boxes wander), cut it with
+(small shift and scale noise, or -- with ``Recipe.detector_offsets`` -- a sim box by an offset drawn
+from those measured between detectors' and true boxes while a real one, already a detector's, keeps
+the small noise; at random a cut-off bottom or side), cut it with
 :func:`runtime.ppe.person_crops`, then photometric noise on the uint8 crop (light, colour balance,
 blur, sensor noise, JPEG, low resolution), then :func:`runtime.ppe.preprocess`. Real crops (all
 negatives) additionally get, at random, a painted hi-vis vest and/or hard hat so that the real
@@ -39,6 +41,7 @@ class Recipe:
     paint: float = 0.5             # chance a real crop gets painted PPE / a lookalike shirt
     kd_alpha: float = 0.0          # weight of the teacher's soft target (0: no KD)
     eval_every: int = 250
+    detector_offsets: bool = False  # sim boxes move by measured detector offsets (distill/ppe/box_offsets.json)
 
 
 @dataclass
@@ -53,11 +56,20 @@ class Result:
 
 # ----------------------------------------------------------------------------- augmentation
 
-def jitter_box(box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def jitter_box(box: np.ndarray, rng: np.random.Generator, offsets: np.ndarray | None = None) -> np.ndarray:
+    """A detector-like box around ``box``. With ``offsets`` ((K, 4) dx, dy, log w, log h as
+    :mod:`distill.ppe.boxgeometry` measures them), one measured detector offset is drawn, so a
+    crop cut from a true box wanders the way the runtime's detector boxes do; without, small
+    Gaussian noise (for boxes that already are a detector's, like the real crops). Then, at
+    random, a cut-off bottom or side."""
     x1, y1, x2, y2 = box
     w, h = x2 - x1, y2 - y1
-    cx, cy = (x1 + x2) / 2 + rng.normal(0, 0.05) * w, (y1 + y2) / 2 + rng.normal(0, 0.04) * h
-    w, h = w * np.exp(rng.normal(0, 0.08)), h * np.exp(rng.normal(0, 0.06))
+    if offsets is not None and len(offsets):
+        dx, dy, lw, lh = offsets[rng.integers(len(offsets))]
+    else:
+        dx, dy, lw, lh = rng.normal(0, 0.05), rng.normal(0, 0.04), rng.normal(0, 0.08), rng.normal(0, 0.06)
+    cx, cy = (x1 + x2) / 2 + dx * w, (y1 + y2) / 2 + dy * h
+    w, h = w * np.exp(lw), h * np.exp(lh)
     b = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], np.float32)
     r = rng.random()
     if r < 0.15:                      # lower body cut off (occluded, or a detector's short box)
@@ -149,9 +161,11 @@ def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def make_batch(data: CropSet, idx: np.ndarray, size, rng: np.random.Generator, recipe: Recipe):
+def make_batch(data: CropSet, idx: np.ndarray, size, rng: np.random.Generator, recipe: Recipe,
+               offsets: np.ndarray | None = None):
     """Augmented crops of ``idx``: model input, labels, the known mask and which crops were
-    painted (their labels come from the paint, not from the set)."""
+    painted (their labels come from the paint, not from the set). Sim crops (true boxes) move by
+    measured detector ``offsets`` where given; real crops (already detector boxes) by small noise."""
     crops = np.empty((len(idx), size[1], size[0], 3), np.uint8)
     target = data.labels[idx].copy()
     known = data.known[idx].astype(np.float32)
@@ -162,7 +176,8 @@ def make_batch(data: CropSet, idx: np.ndarray, size, rng: np.random.Generator, r
         if is_real[k] and rng.random() < recipe.paint:
             patch, target[k] = paint_ppe(patch, box, rng)
             painted[k] = True
-        crops[k] = photometric(rt.person_crops(patch, jitter_box(box, rng)[None], size)[0], rng)
+        b = jitter_box(box, rng, None if is_real[k] else offsets)
+        crops[k] = photometric(rt.person_crops(patch, b[None], size)[0], rng)
     return torch.from_numpy(rt.preprocess(crops)), torch.from_numpy(target), torch.from_numpy(known), painted
 
 
@@ -207,11 +222,15 @@ def train(models: dict, data: CropSet, size, recipe: Recipe, seed: int, val: tup
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps, pct_start=0.15)
         use_kd = name.endswith("kd") and not name.endswith("nokd") and soft is not None and recipe.kd_alpha > 0
         state[name] = {"opt": opt, "sched": sched, "kd": use_kd, "best": -1.0, "state": None, "step": 0, "history": []}
+    offsets = None
+    if recipe.detector_offsets:
+        from .boxgeometry import load_offsets
+        offsets = load_offsets()
     bce = nn.BCEWithLogitsLoss(reduction="none")
     n_real = int(round(recipe.batch * recipe.real_fraction)) if len(real) else 0
     for step in range(1, recipe.steps + 1):
         idx = np.concatenate([rng.choice(sim, recipe.batch - n_real), rng.choice(real, n_real) if n_real else []]).astype(np.int64)
-        x, y, k, painted = make_batch(data, idx, size, rng, recipe)
+        x, y, k, painted = make_batch(data, idx, size, rng, recipe, offsets)
         for name, model in models.items():
             st = state[name]
             target = y

@@ -102,6 +102,25 @@ def test_training_crops_are_the_runtime_crops():
     assert x.shape == (3, 3, 128, 64) and x.dtype == torch.float32 and 0 <= float(x.min()) <= float(x.max()) <= 1
 
 
+def test_jitter_box_applies_a_measured_detector_offset():
+    """With measured offsets, a box moves by exactly one of them (bar the random truncations);
+    the committed offsets come from sim TRAIN seeds only and describe the students' boxes."""
+    from distill.ppe.boxgeometry import OUT, SEEDS, load_offsets
+    from distill.ppe.data import HOLDOUT_SEEDS
+    from distill.ppe.train import jitter_box
+
+    box = np.array([100.0, 50.0, 140.0, 150.0], np.float32)
+    off = np.array([[0.1, -0.05, np.log(1.5), np.log(0.8)]], np.float32)
+    rng = np.random.default_rng(0)
+    want = np.array([124.0 - 30, 95 - 40, 124 + 30, 95 + 40], np.float32)   # centre (120, 100) + (4, -5), 60 x 80
+    hits = sum(np.allclose(jitter_box(box, rng, off), want, atol=1e-3) for _ in range(200))
+    assert hits > 140                                   # ~22% of draws cut a side or the bottom
+    meta = json.loads(OUT.read_text())
+    assert not set(meta["frames"]["seeds"]) & set(HOLDOUT_SEEDS) and list(SEEDS) == meta["frames"]["seeds"]
+    a = load_offsets()
+    assert a.shape[1] == 4 and len(a) == sum(v["matched"] for v in meta["detectors"].values()) > 1000
+
+
 def test_paint_labels_follow_the_paint():
     from distill.ppe.train import paint_ppe
 
