@@ -87,6 +87,8 @@ class Recipe:
     weight_decay: float = 1e-4
     kd_alpha: float = 0.0          # weight of the teacher's heatmaps (1 - alpha: ground truth)
     log_every: int = 100
+    lying_weight: float = 1.0      # how much more often fallen/falling persons are drawn into a batch
+    more_lying: bool = False       # train on the extra re-cast sim seeds too (pipeline.EXTRA_TRAIN)
 
 
 @dataclass
@@ -98,20 +100,26 @@ class Result:
 
 
 def train(model: torch.nn.Module, crops: Crops, recipe: Recipe, seed: int, soft: np.ndarray | None = None,
-          gt_mask: np.ndarray | None = None, log=print, name: str = "") -> Result:
+          gt_mask: np.ndarray | None = None, log=print, name: str = "", lying: np.ndarray | None = None) -> Result:
     """Heatmap MSE against the Gaussian targets (where ``gt_mask``; default all rows) mixed with
     the teacher's heatmaps ``soft`` (resampled to this model's grid) by ``recipe.kd_alpha``;
-    rows without ground truth (real crops) learn from the teacher alone. Random mirroring."""
+    rows without ground truth (real crops) learn from the teacher alone. Random mirroring.
+    Rows where ``lying`` (fallen or falling persons) are drawn ``recipe.lying_weight`` times as
+    often as the others."""
     rng = np.random.default_rng(seed + 17)
     n = len(crops.images)
     gt_mask = np.ones(n, bool) if gt_mask is None else gt_mask
+    p = None
+    if lying is not None and recipe.lying_weight != 1.0:
+        w = np.where(np.asarray(lying, bool), recipe.lying_weight, 1.0)
+        p = w / w.sum()
     opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps, pct_start=0.15)
     hw = (crops.size[1] // rt.STRIDE, crops.size[0] // rt.STRIDE)
     t0, hist, run = time.perf_counter(), [], 0.0
     model.train()
     for step in range(1, recipe.steps + 1):
-        idx = rng.integers(0, n, recipe.batch)
+        idx = rng.integers(0, n, recipe.batch) if p is None else rng.choice(n, recipe.batch, p=p)
         flip = rng.random(recipe.batch) < 0.5
         imgs = crops.images[idx].copy()
         imgs[flip] = imgs[flip][:, :, ::-1]
