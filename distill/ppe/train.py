@@ -1,9 +1,9 @@
 """Augmented person crops and the training loop (BCE on known items, optional soft KD targets).
 
 A training crop goes through the runtime's own path: jitter the box inside its context patch
-(small shift and scale noise, or -- with ``Recipe.detector_offsets`` -- a sim box by an offset drawn
-from those measured between detectors' and true boxes while a real one, already a detector's, keeps
-the small noise; at random a cut-off bottom or side), cut it with
+(small shift and scale noise, or -- for a ``Recipe.detector_offsets`` share of the sim boxes -- an
+offset drawn from those measured between detectors' and true boxes; real boxes, already a
+detector's, keep the small noise; at random a cut-off bottom or side), cut it with
 :func:`runtime.ppe.person_crops`, then photometric noise on the uint8 crop (light, colour balance,
 blur, sensor noise, JPEG, low resolution), then :func:`runtime.ppe.preprocess`. Real crops (all
 negatives) additionally get, at random, a painted hi-vis vest and/or hard hat so that the real
@@ -41,7 +41,8 @@ class Recipe:
     paint: float = 0.5             # chance a real crop gets painted PPE / a lookalike shirt
     kd_alpha: float = 0.0          # weight of the teacher's soft target (0: no KD)
     eval_every: int = 250
-    detector_offsets: bool = False  # sim boxes move by measured detector offsets (distill/ppe/box_offsets.json)
+    ema: float = 0.0               # decay of an exponential moving average of the weights, scored and kept (0: off)
+    detector_offsets: float = 0.0  # share of sim boxes moved by a measured detector offset (distill/ppe/box_offsets.json)
 
 
 @dataclass
@@ -164,8 +165,9 @@ def photometric(crop: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def make_batch(data: CropSet, idx: np.ndarray, size, rng: np.random.Generator, recipe: Recipe,
                offsets: np.ndarray | None = None):
     """Augmented crops of ``idx``: model input, labels, the known mask and which crops were
-    painted (their labels come from the paint, not from the set). Sim crops (true boxes) move by
-    measured detector ``offsets`` where given; real crops (already detector boxes) by small noise."""
+    painted (their labels come from the paint, not from the set). A ``recipe.detector_offsets`` share
+    of the sim crops (true boxes) move by measured detector ``offsets`` where given; the others, and
+    real crops (already detector boxes), by small noise."""
     crops = np.empty((len(idx), size[1], size[0], 3), np.uint8)
     target = data.labels[idx].copy()
     known = data.known[idx].astype(np.float32)
@@ -176,7 +178,8 @@ def make_batch(data: CropSet, idx: np.ndarray, size, rng: np.random.Generator, r
         if is_real[k] and rng.random() < recipe.paint:
             patch, target[k] = paint_ppe(patch, box, rng)
             painted[k] = True
-        b = jitter_box(box, rng, None if is_real[k] else offsets)
+        measured = offsets is not None and not is_real[k] and rng.random() < recipe.detector_offsets
+        b = jitter_box(box, rng, offsets if measured else None)
         crops[k] = photometric(rt.person_crops(patch, b[None], size)[0], rng)
     return torch.from_numpy(rt.preprocess(crops)), torch.from_numpy(target), torch.from_numpy(known), painted
 
@@ -211,7 +214,8 @@ def train(models: dict, data: CropSet, size, recipe: Recipe, seed: int, val: tup
     """Train ``models`` (name -> module) side by side on the *same* augmented batches (so a
     student with and without the teacher see identical data and augmentation is paid once).
     A name ending in ``kd`` mixes the teacher's ``soft`` targets in with ``recipe.kd_alpha``.
-    AdamW + one-cycle; each keeps its weights with the best val both-correct accuracy."""
+    AdamW + one-cycle; each keeps its weights (their moving average with ``recipe.ema``) with the
+    best val both-correct accuracy."""
     t0 = time.perf_counter()
     rng = np.random.default_rng([seed, 7])
     real = np.nonzero(data.meta["source"] == "real")[0]
@@ -221,9 +225,10 @@ def train(models: dict, data: CropSet, size, recipe: Recipe, seed: int, val: tup
         opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.steps, pct_start=0.15)
         use_kd = name.endswith("kd") and not name.endswith("nokd") and soft is not None and recipe.kd_alpha > 0
-        state[name] = {"opt": opt, "sched": sched, "kd": use_kd, "best": -1.0, "state": None, "step": 0, "history": []}
+        state[name] = {"opt": opt, "sched": sched, "kd": use_kd, "best": -1.0, "state": None, "step": 0, "history": [],
+                       "ema": copy.deepcopy(model).eval() if recipe.ema > 0 else None}
     offsets = None
-    if recipe.detector_offsets:
+    if recipe.detector_offsets > 0:
         from .boxgeometry import load_offsets
         offsets = load_offsets()
     bce = nn.BCEWithLogitsLoss(reduction="none")
@@ -243,15 +248,23 @@ def train(models: dict, data: CropSet, size, recipe: Recipe, seed: int, val: tup
             loss.backward()
             st["opt"].step()
             st["sched"].step()
+            scored = model
+            if st["ema"] is not None:
+                scored = st["ema"]
+                with torch.no_grad():
+                    for pe, p in zip(scored.parameters(), model.parameters()):
+                        pe.mul_(recipe.ema).add_(p.detach(), alpha=1 - recipe.ema)
+                    for be, b in zip(scored.buffers(), model.buffers()):
+                        be.copy_(b)
             if val is not None and (step % recipe.eval_every == 0 or step == recipe.steps):
                 vx, vy, vk = val
-                acc = masked_accuracy(predict(model, vx), vy, vk)
+                acc = masked_accuracy(predict(scored, vx), vy, vk)
                 st["history"].append((step, round(loss.item(), 4), round(acc, 4)))
                 if log:
                     log(f"    {name:<5} step {step:>5}/{recipe.steps} loss {loss.item():.4f} val both-correct {acc:.4f}"
                         f" ({time.perf_counter() - t0:.0f} s)")
                 if acc > st["best"]:
-                    st["best"], st["state"], st["step"] = acc, copy.deepcopy(model.state_dict()), step
+                    st["best"], st["state"], st["step"] = acc, copy.deepcopy(scored.state_dict()), step
     seconds = time.perf_counter() - t0
     out = {}
     for name, model in models.items():

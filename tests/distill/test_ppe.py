@@ -121,6 +121,30 @@ def test_jitter_box_applies_a_measured_detector_offset():
     assert a.shape[1] == 4 and len(a) == sum(v["matched"] for v in meta["detectors"].values()) > 1000
 
 
+def test_train_keeps_the_best_moving_average():
+    """With ``Recipe.ema`` the scored and kept weights are the moving average, not the live ones."""
+    from distill.ppe.data import CropSet, context_patch
+    from distill.ppe.models import build
+    from distill.ppe.train import Recipe, clean_inputs, train
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    boxes = np.array([[300, 100, 330, 170], [100, 200, 125, 260], [500, 10, 540, 90]], np.float32)
+    patches, pboxes = zip(*(context_patch(frame, b) for b in boxes))
+    data = CropSet(list(patches), np.stack(pboxes), np.array([[1, 0], [0, 1], [1, 1]], np.float32), np.ones((3, 2), bool),
+                   {"source": np.array(["sim", "sim", "real"])})
+    val = (clean_inputs(data, (64, 128)), data.labels, data.known)
+    moved = {}
+    for ema in (0.0, 0.9):
+        torch.manual_seed(0)
+        model = build("small")
+        start = model.state_dict()["head.4.weight"].clone()
+        res = train({"nokd": model}, data, (64, 128), Recipe(steps=4, batch=4, eval_every=4, ema=ema), 0, val)
+        assert res["nokd"].best_step == 4
+        moved[ema] = float((res["nokd"].model.state_dict()["head.4.weight"] - start).abs().sum())
+    assert 0 < moved[0.9] < 0.5 * moved[0.0]            # the same steps, averaged with the start (0.9^4 of it)
+
+
 def test_paint_labels_follow_the_paint():
     from distill.ppe.train import paint_ppe
 
