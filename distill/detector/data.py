@@ -280,6 +280,21 @@ def augment_params(rng: np.random.Generator, train: bool) -> dict:
             "bias": float(rng.uniform(-25, 25))}
 
 
+CLOSE_UP_ZOOM = (1.35, 3.0)
+
+
+def close_up_zoom(rng: np.random.Generator, share: float) -> float | None:
+    """With probability ``share``, a zoom in CLOSE_UP_ZOOM for a sim frame, else None.
+
+    Sim people stand 10-60 px tall in 640x360 frames (about 1/6 of the frame height at most) and
+    the usual zoom (0.75-1.35) keeps them there; a camera close to the work (the worker-zone
+    footage, a camera on a wall above a door) sees people up to the whole frame height. Zoomed-in
+    sim frames (a random window of the frame, up to 3x) put people at up to half the input height."""
+    if rng.random() >= share:
+        return None
+    return float(rng.uniform(*CLOSE_UP_ZOOM))
+
+
 def place(img: np.ndarray, size: int, p: dict) -> tuple[np.ndarray, np.ndarray]:
     """Letterbox a store image into a size x size input with zoom/offset/flip; returns the image
     and the 2x3 affine (store px -> input px)."""

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..common import is_distributed
-from .data import FrameSet, augment_params, map_boxes, place, targets
+from .data import FrameSet, augment_params, close_up_zoom, map_boxes, place, targets
 from .model import STRIDE, Arch, DWBlock, Student
 
 
@@ -29,14 +29,19 @@ class Recipe:
     warmup: int = 50
     real_fraction: float = 0.5     # share of each batch drawn from real frames (when there are any)
     box_weight: float = 5.0
+    close_up: float = 0.0          # share of sim frames zoomed in CLOSE_UP_ZOOM (data.close_up_zoom)
 
 
 def batch_arrays(frames: FrameSet, idx: list[int], size: int, n_cls: int, seed: int, step: int,
-                 train: bool = True):
+                 train: bool = True, close_up: float = 0.0):
     imgs, heats, masks, boxes, wgts = [], [], [], [], []
     for j, i in enumerate(idx):
         rng = np.random.default_rng([seed, step, j, int(i)])
         p = augment_params(rng, train)
+        if train and close_up > 0 and frames.source[i] != "real":
+            zoom = close_up_zoom(np.random.default_rng([seed, step, j, int(i), 7]), close_up)
+            if zoom is not None:
+                p["zoom"] = zoom
         img, m = place(frames.images[i], size, p)
         objs = map_boxes(frames.objects[i], m, size)
         ign = map_boxes(frames.ignore[i], m, size)
@@ -155,7 +160,7 @@ def train(arch: Arch, frames: FrameSet, recipe: Recipe, seed: int, init: dict | 
     net.train()
     for step, idx in enumerate(draw_batches(frames, recipe, seed)):
         mine = idx[rank::world]
-        batch = batch_arrays(frames, mine, arch.size, arch.classes, seed, step)
+        batch = batch_arrays(frames, mine, arch.size, arch.classes, seed, step, close_up=recipe.close_up)
         hist.append(train_step(model, net, opt, batch, lr_at(step), recipe.box_weight))
         if step % 20 == 0 or step == recipe.steps - 1:
             a = np.mean(hist[-20:], axis=0)

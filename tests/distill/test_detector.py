@@ -129,3 +129,33 @@ def test_committed_detector_cards_verify():
         assert card.metric("AP50_person", "real") is not None, card.variant
     small = [c for c in cards if c.variant == SMALLEST]
     assert small and small[0].costs.macs <= TEACHER_MACS / 5
+
+
+def test_close_up_zooms_only_sim_frames_in_training():
+    """Recipe.close_up (off in the committed recipes): a share of SIM training frames placed at a
+    1.35-3x zoom; real frames and evaluation keep the usual placement."""
+    from distill.detector.data import CLOSE_UP_ZOOM, FrameSet
+    from distill.detector.train import batch_arrays
+
+    img = np.zeros((4, 90, 160, 3), np.uint8)
+    box = np.array([[70.0, 30.0, 90.0, 70.0, 0.0]], np.float32)   # one person, 40 px tall
+    frames = FrameSet(img, [box] * 4, [np.zeros((0, 5), np.float32)] * 4, np.array([True, True, True, False]),
+                      ["day"] * 4, ["s"] * 4, ["sim", "sim", "sim", "real"])
+
+    from distill.detector.data import close_up_zoom
+    rng = np.random.default_rng(0)
+    zooms = [close_up_zoom(rng, 0.33) for _ in range(3000)]
+    picked = [z for z in zooms if z is not None]
+    assert 0.30 < len(picked) / len(zooms) < 0.36
+    assert min(picked) >= CLOSE_UP_ZOOM[0] and max(picked) <= CLOSE_UP_ZOOM[1]
+    # same seeds and steps: with close_up 0 the batches are exactly the recipe's usual ones; with 1
+    # every sim frame changes and the real frame does not
+    base = [batch_arrays(frames, [0, 3], 64, 2, 0, s)[0] for s in range(5)]
+    off = [batch_arrays(frames, [0, 3], 64, 2, 0, s, close_up=0.0)[0] for s in range(5)]
+    on = [batch_arrays(frames, [0, 3], 64, 2, 0, s, close_up=1.0)[0] for s in range(5)]
+    ev = [batch_arrays(frames, [0, 3], 64, 2, 0, s, train=False, close_up=1.0)[0] for s in range(5)]
+    ev0 = [batch_arrays(frames, [0, 3], 64, 2, 0, s, train=False)[0] for s in range(5)]
+    for b, o, n, e, e0 in zip(base, off, on, ev, ev0):
+        assert (b == o).all() and (e == e0).all()
+        assert (n[1] == b[1]).all()            # the real frame: untouched
+    assert any((n[0] != b[0]).any() for n, b in zip(on, base))   # sim frames: placed differently
