@@ -240,10 +240,11 @@ class Device:
         switches = self.governor.observe(total, {k: v for k, v in result.stage_ms.items()})
         mean_luma = float(image[::8, ::8].mean())
         switches += self.governor.evaluate_situations(t_epoch, brightness=mean_luma, camera=camera_id)
-        for s in switches:
-            self.emit(Event.create(type="model_switch", site=self.config.site, device=self.config.device,
-                                   camera=camera_id, t_start=t_epoch, severity="info", rule=f"model_switch:{s.task}",
-                                   details={"task": s.task, "from": s.old, "to": s.new, "reason": s.reason}), None)
+        for s in switches:  # emitted like every other event, so --events and the log see it too
+            result.events.append(self.emit(Event.create(
+                type="model_switch", site=self.config.site, device=self.config.device, camera=camera_id,
+                t_start=t_epoch, severity="info", rule=f"model_switch:{s.task}",
+                details={"task": s.task, "from": s.old, "to": s.new, "reason": s.reason}), None))
         result.switches = switches
         result.stage_ms["total"] = total
         return result

@@ -144,9 +144,12 @@ def test_a_model_pack_swaps_in_without_a_restart(device, built, tmp_path):
     assert reply["pid"] == before["runtime"]["pid"]
     s = status(device.url, TOKEN)
     assert s["runtime"]["pid"] == before["runtime"]["pid"] and s["runtime"]["pack_version"] == 5
-    # the governor's switch, logged by the runtime (later load steps may move the tier again)
+    # the swap, logged once by the runtime: by day the reordered tiers switch the detector; at night
+    # (the demo's 19:00-06:00 situation prefers accuracy and holds its own choice) the same variants
+    # get the pack's weights
     swap = [line for line in device.runtime_log().splitlines() if line.startswith("model pack 5 ")]
-    assert len(swap) == 1 and "detector det-" in swap[0] and "(model pack)" in swap[0], swap
+    assert len(swap) == 1 and (("detector det-" in swap[0] and "(model pack)" in swap[0])
+                               or "same variants, new weights" in swap[0]), swap
     # an older pack is refused, and an image is not a pack
     old, _ = pack_from_image(image, built.key, 4, tasks=("detector",))
     reply = push_pack(write(tmp_path, "p4.swpack", old), device.url, TOKEN)
