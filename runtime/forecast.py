@@ -279,12 +279,19 @@ def warn_entry(path: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: floa
     person (at ``start``) is outside the zone and the path reaches ``margin_m + margin_per_s * t``
     metres inside it at some ``t <= horizon_s``. Persistence over successive forecasts is
     :class:`EntryWarner`'s job."""
-    if start is not None and points_in_polygon(np.asarray(start, np.float64).reshape(1, 2), polygon)[0]:
-        return False
-    t = entry_times(np.asarray(path, np.float64).reshape(1, -1, 2), dt, polygon, horizon_s,
-                    None if start is None else np.asarray(start, np.float64).reshape(1, 2), substeps,
-                    margin_m, margin_per_s)[0]
-    return bool(np.isfinite(t))
+    return bool(warn_entries(np.asarray(path, np.float64).reshape(1, -1, 2), dt, polygon, horizon_s,
+                             None if start is None else np.asarray(start, np.float64).reshape(1, 2),
+                             margin_m, margin_per_s, substeps)[0])
+
+
+def warn_entries(paths: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float = 3.0,
+                 starts: np.ndarray | None = None, margin_m: float = 0.0, margin_per_s: float = 0.0,
+                 substeps: int = 4) -> np.ndarray:
+    """Vectorised :func:`warn_entry`: paths (N, T, 2) [+ starts (N, 2)] -> (N,) bool."""
+    fire = np.isfinite(entry_times(paths, dt, polygon, horizon_s, starts, substeps, margin_m, margin_per_s))
+    if starts is not None:
+        fire &= ~points_in_polygon(np.asarray(starts, np.float64).reshape(-1, 2), polygon)
+    return fire
 
 
 class EntryWarner:
@@ -301,6 +308,11 @@ class EntryWarner:
     def fires(self, path: np.ndarray, dt: float, polygon: np.ndarray, start: np.ndarray | None = None) -> bool:
         r = self.rule
         return warn_entry(path, dt, polygon, r.horizon_s, start, r.margin_m, r.margin_per_s, self.substeps)
+
+    def fires_all(self, paths: np.ndarray, dt: float, polygon: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """:meth:`fires` for many forecasts at once: paths (N, T, 2), starts (N, 2) -> (N,) bool."""
+        r = self.rule
+        return warn_entries(paths, dt, polygon, r.horizon_s, starts, r.margin_m, r.margin_per_s, self.substeps)
 
     def update(self, key, now_s: float, path: np.ndarray, dt: float, polygon: np.ndarray,
                start: np.ndarray | None = None) -> bool:

@@ -211,27 +211,26 @@ class CameraRules:
         return self._warners[key]
 
     def _entry_decisions(self, people: list[Person]) -> dict[tuple[str, int], tuple[bool, float]]:
-        """Per (zone, track) with a forecast: whether the forecast fires the zone's warning rule
-        (runtime.forecast.warn_entry's decision) and the time to entry within the zone's horizon
-        (inf: none). One vectorised runtime.forecast.entry_times call per zone and forecast kind
-        instead of one per person."""
+        """Per (zone, track) with a forecast: whether it fires the zone's warning rule
+        (EntryWarner.fires_all) and the time to entry within the zone's horizon (inf: none); one
+        vectorised call per zone and forecast kind instead of one per person."""
         out: dict[tuple[str, int], tuple[bool, float]] = {}
+        zones = [z for z in self.zones.values() if z.predict_horizon_s is not None and z.polygon_m is not None]
+        if not zones:
+            return out
         groups: dict[tuple, list[Person]] = {}
         for p in people:
             if p.forecast is not None and p.ground is not None:
                 f = np.asarray(p.forecast, np.float64)
                 groups.setdefault((p.forecast_kind, float(p.forecast_dt), f.shape), []).append(p)
-        for zone in self.zones.values():
-            if zone.predict_horizon_s is None or zone.polygon_m is None:
-                continue
+        stacked = {key: (np.stack([np.asarray(p.forecast, np.float64) for p in group]),
+                         np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group]))
+                   for key, group in groups.items()}
+        for zone in zones:
             polygon = self._polygon(zone, "m")
-            for (kind, dt, _), group in groups.items():
-                paths = np.stack([np.asarray(p.forecast, np.float64) for p in group])
-                starts = np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group])
-                warner = self._warner(zone, kind)
-                r = warner.rule
-                fires = np.isfinite(entry_times(paths, dt, polygon, r.horizon_s, starts, warner.substeps,
-                                                r.margin_m, r.margin_per_s)) & ~points_in_polygon(starts, polygon)
+            for (kind, dt, shape), group in groups.items():
+                paths, starts = stacked[(kind, dt, shape)]
+                fires = self._warner(zone, kind).fires_all(paths, dt, polygon, starts)
                 when = entry_times(paths, dt, polygon, zone.predict_horizon_s, starts)
                 for p, f, w in zip(group, fires, when):
                     out[(zone.id, p.track)] = (bool(f), float(w))

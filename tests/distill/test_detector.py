@@ -134,7 +134,7 @@ def test_committed_detector_cards_verify():
 def test_close_up_zooms_only_sim_frames_in_training():
     """Recipe.close_up (off in the committed recipes): a share of SIM training frames placed at a
     1.35-3x zoom; real frames and evaluation keep the usual placement."""
-    from distill.detector.data import CLOSE_UP_ZOOM, FrameSet
+    from distill.detector.data import CLOSE_UP_ZOOM, FrameSet, close_up_zoom
     from distill.detector.train import batch_arrays
 
     img = np.zeros((4, 90, 160, 3), np.uint8)
@@ -142,7 +142,6 @@ def test_close_up_zooms_only_sim_frames_in_training():
     frames = FrameSet(img, [box] * 4, [np.zeros((0, 5), np.float32)] * 4, np.array([True, True, True, False]),
                       ["day"] * 4, ["s"] * 4, ["sim", "sim", "sim", "real"])
 
-    from distill.detector.data import close_up_zoom
     rng = np.random.default_rng(0)
     zooms = [close_up_zoom(rng, 0.33) for _ in range(3000)]
     picked = [z for z in zooms if z is not None]
