@@ -23,7 +23,7 @@ from runtime import posture as rp
 
 from ..common import export_onnx, is_distributed, is_main_process, seed_everything, torch_version
 from ..pose import data as PD
-from ..pose.pipeline import HOLDOUT_JITTER_SEED
+from ..pose.pipeline import EXTRA_TRAIN, HOLDOUT_JITTER_SEED
 from . import data as D
 from .model import STUDENT, TEACHER, VARIANTS, build
 from .train import Recipe, predict, train
@@ -72,6 +72,8 @@ def load_data(out: Path, smoke: bool, seed: int, log) -> dict:
     pose_path = _pose_path(out)
     tr = SMOKE["train"] if smoke else PD.SimRecipe(PD.TRAIN_SEEDS)
     sim = PD.sim_set(tr, workers=1 if smoke else 2, log=log)
+    if not smoke:   # the pose student's extra TRAIN seeds (re-cast fall/work scenes): more fallen and held poses
+        sim = PD.PersonSet.concat([sim, PD.sim_set(EXTRA_TRAIN, workers=2, log=log)])
     parts = [PD.sim_set(SMOKE["holdout"] if smoke else PD.SimRecipe(PD.HOLDOUT_SEEDS, frames=PD.HOLDOUT_FRAMES,
                                                                    min_size=PD.MIN_SIZE_EVAL), workers=1 if smoke else 2, log=log)]
     if not smoke:
@@ -203,8 +205,9 @@ def _card(name: str, path: Path, ev: dict, key: str, res, d: dict, seed: int, sm
         costs=costs_of(path), metrics=_metrics(ev, key, cmd),
         training=Training(
             command=cmd, seed=seed,
-            data=[f"sim persons of scenes {', '.join(PD.SCENES)} x TRAIN seeds {PD.TRAIN_SEEDS[0]}-{PD.TRAIN_SEEDS[-1]}, "
-                  f"all conditions: {d['n_train']} persons ('falling' left out), each twice: the pose student "
+            data=[f"sim persons of scenes {', '.join(PD.SCENES)} x TRAIN seeds {PD.TRAIN_SEEDS[0]}-{PD.TRAIN_SEEDS[-1]} "
+                  f"and of {', '.join(EXTRA_TRAIN.scenes)} x seeds {EXTRA_TRAIN.seeds[0]}-{EXTRA_TRAIN.seeds[-1]} (the pose "
+                  f"student's extra TRAIN seeds), all conditions: {d['n_train']} persons ('falling' left out), each twice: the pose student "
                   f"{POSE_VARIANT}'s keypoints on a jittered-box crop (model sha256 {sha256_of(d['pose_path'])[:16]}...) "
                   "and the exact keypoints with noise and random confidences",
                   "joints dropped afresh per batch: none 30%, whole face 15%, left side 10%, right side 10%, legs 10%, "
