@@ -48,14 +48,19 @@ LYING = ("fallen", "falling")
 SMOKE = dict(train=D.SimRecipe(seeds=(0,), scenes=("fall-incident",), frames=(50,)),
              extra=D.SimRecipe(seeds=(20,), scenes=("fall-many",), frames=(80,)),
              holdout=D.SimRecipe(seeds=(1000,), scenes=("fall-incident",), frames=(60,), min_size=D.MIN_SIZE_EVAL),
+             val=D.SimRecipe(seeds=(900,), scenes=("fall-incident",), frames=(90,), min_size=D.MIN_SIZE_EVAL),
              real_limit=2, steps=3, batch=4)
 HOLDOUT_JITTER_SEED = 4242
+# the validation split (seeds neither trained on nor held out): it chooses between the KD student and
+# its no-KD twin here, and the posture models' fallen offset (distill/posture/pipeline.py)
+VAL = D.SimRecipe(tuple(range(900, 930)), frames=(20, 35, 55, 70, 90, 105), min_size=D.MIN_SIZE_EVAL)
+VAL_JITTER_SEED = 4343
 HOLDOUT_SPLIT = (f"sim holdout: seeds {D.HOLDOUT_SEEDS[0]}-{D.HOLDOUT_SEEDS[-1]} (TRAIN {D.TRAIN_SEEDS[0]}-{D.TRAIN_SEEDS[-1]}) "
                  f"x scenes {', '.join(D.SCENES)}, every condition once per scene, frames {D.HOLDOUT_FRAMES}, persons "
                  f">= {D.MIN_SIZE_EVAL} px, GT boxes jittered like a detector's")
 
 
-def load_data(smoke: bool, log, more_lying: bool = False) -> dict:
+def load_data(smoke: bool, log, more_lying: bool = False, val: bool = False) -> dict:
     t0 = time.perf_counter()
     tr = SMOKE["train"] if smoke else D.SimRecipe(D.TRAIN_SEEDS)
     ho = SMOKE["holdout"] if smoke else D.SimRecipe(D.HOLDOUT_SEEDS, frames=D.HOLDOUT_FRAMES, min_size=D.MIN_SIZE_EVAL)
@@ -70,6 +75,9 @@ def load_data(smoke: bool, log, more_lying: bool = False) -> dict:
          "holdout_boxes": jitter_boxes(holdout.boxes, HOLDOUT_JITTER_SEED, 0.5)}
     if extra is not None:
         d.update(extra=extra, extra_boxes=jitter_boxes(extra.boxes, 13))
+    if val:
+        vs = D.sim_set(SMOKE["val"] if smoke else VAL, workers=1 if smoke else 2, log=log)
+        d.update(val=vs, val_boxes=jitter_boxes(vs.boxes, VAL_JITTER_SEED, 0.5))
     return d
 
 
@@ -173,7 +181,8 @@ def run(out: Path, variants=ORDER, seed: int = 0, smoke: bool = False, log=print
     seed_everything(seed, THREADS)
     command = command or f"python build.py distill pose --seed {seed}" + (" --smoke" if smoke else "")
     log(f"pose: variants {', '.join(variants)}{' (smoke)' if smoke else ''}")
-    d = load_data(smoke, log, more_lying=any(RECIPES[v].more_lying for v in variants if v in RECIPES))
+    d = load_data(smoke, log, more_lying=any(RECIPES[v].more_lying for v in variants if v in RECIPES),
+                  val=kd_baseline and NOKD_TWIN in variants)
     crops = _CropCache(d)
     reports = {}
     for name in [v for v in ORDER if v in variants]:
@@ -238,21 +247,24 @@ def run(out: Path, variants=ORDER, seed: int = 0, smoke: bool = False, log=print
                 res = train(model, sim_c, r, seed, None, None, log, f"{name}/{k}", lying=lying)
             res.recipe = r
             results[k] = res
-        extra, kd_rows = "", {}
+        extra, kd_rows, val_rows = "", {}, {}
         if "nokd" in results and "kd" in results:
+            val_c = crops("val", v.size)
             for k in ("kd", "nokd"):
                 kd_rows[k] = evaluate(predict(results[k].model, hold_c.images), hold_c, d["holdout"])["pck"]
-        # ship the student the teacher made better; where it did not (measured on the sim holdout, a
-        # two-way choice), ship the twin trained without it and say so
+                val_rows[k] = evaluate(predict(results[k].model, val_c.images), val_c, d["val"])["pck"]["all"]
+        # ship the student the teacher made better; where it did not (measured on the validation split,
+        # a two-way choice), ship the twin trained without it and say so
         ship = "kd" if "kd" in results else "nokd"
-        if kd_rows and kd_rows["nokd"]["all"] > kd_rows["kd"]["all"]:
+        if val_rows and val_rows["nokd"] > val_rows["kd"]:
             ship = "nokd"
         if kd_rows:
             extra = (f"Distillation, measured on the sim holdout: PCK@0.2 {kd_rows['kd']['all']:.4f} with the teacher vs "
-                     f"{kd_rows['nokd']['all']:.4f} without (same initial weights and batches); shipped: "
+                     f"{kd_rows['nokd']['all']:.4f} without (same initial weights and batches); on the validation split "
+                     f"(seeds {VAL.seeds[0]}-{VAL.seeds[-1]}) {val_rows['kd']:.4f} vs {val_rows['nokd']:.4f}, which chose "
+                     "between the two; shipped: "
                      + ("with the teacher." if ship == "kd" else "WITHOUT the teacher, which made this student worse "
-                        f"(the teacher, trained {RECIPES[TEACHER].steps} steps, is weaker than this student trained {recipe.steps}); chosen on the "
-                        "sim holdout between the two."))
+                        f"(the teacher, trained {RECIPES[TEACHER].steps} steps, is weaker than this student trained {recipe.steps})."))
         model = results[ship].model.eval()
         _export(model, v, path, hold_c)
         onnx_model = OnnxPose(path, threads=THREADS)
@@ -270,7 +282,7 @@ def run(out: Path, variants=ORDER, seed: int = 0, smoke: bool = False, log=print
                   "size": list(v.size), "sim_holdout": rep, "shipped": ship, "real_crops_used": n_real, "real_min_conf": d.get("real_min_conf"),
                   "training": {k: {"steps": r.steps, "seconds": round(r.seconds, 1), "history": r.history,
                                    "kd_alpha": r.recipe.kd_alpha} for k, r in results.items()},
-                  "kd_vs_nokd": kd_rows}
+                  "kd_vs_nokd": kd_rows, "kd_vs_nokd_validation": val_rows}
         (folder / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         log(f"  {name}: sim holdout PCK@0.2 {rep['pck']['all']:.4f}; wrote {path} ({seconds:.0f} s)")
         reports[name] = report
