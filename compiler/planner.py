@@ -72,8 +72,17 @@ class DevicePlan:
         }
 
 
+# tasks whose quality is the mean of a real-data and a synthetic metric (both must be on the card):
+# the detector's real holdout has people near indoor cameras, its sim holdout people far from site
+# cameras; a site has both, so neither alone ranks the variants.
+BLEND = {"detector": (("AP50_person", "real"), ("AP50_person_all", "synthetic"))}
+
+
 def quality(card: ModelCard) -> float:
     """Higher is better; real-data metrics win over synthetic ones of the same name."""
+    blend = [m for name, data in BLEND.get(card.task, ()) for m in card.metrics if m.name == name and m.data == data]
+    if blend and len(blend) == len(BLEND[card.task]):
+        return sum(m.value if m.higher_is_better else -m.value for m in blend) / len(blend)
     for name in QUALITY.get(card.task, ()):
         for exact in (True, False):  # "ADE_m" before "ADE_m_eth"; "AP50" also matches "AP50_person"
             for data in ("real", "synthetic"):

@@ -108,3 +108,20 @@ def test_edge_device_adds_its_cameras_up(boards):
     tasks = {t.task: t for t in plan.tasks}
     assert "detector" not in tasks  # both cameras detect on their own SoCs
     assert tasks["ppe"].calls_per_s == pytest.approx((8 + 10) * 6)
+
+
+def test_detector_quality_blends_real_and_sim_person_ap50():
+    """A detector ranks by the mean of its real-holdout and sim-holdout person AP50: near-camera real
+    footage alone would rank a variant that misses far site workers first."""
+    from compiler.planner import quality
+
+    def det(variant, real, sim):
+        c = card("detector", variant, 100_000_000, real, metric="AP50_person")
+        c.metrics.append(Metric(name="AP50_person_all", value=sim, data="synthetic", split="fixture"))
+        return c
+
+    near, both = det("near", 0.93, 0.50), det("both", 0.86, 0.65)
+    assert quality(near) == pytest.approx(0.715) and quality(both) == pytest.approx(0.755)
+    assert quality(both) > quality(near)
+    # without the synthetic metric the real one alone decides, as for every other task
+    assert quality(card("detector", "real-only", 1, 0.7, metric="AP50_person")) == pytest.approx(0.7)
