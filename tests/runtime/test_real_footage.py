@@ -53,8 +53,9 @@ def test_worker_zone_worker_keeps_one_id_and_wears_ppe(video, tmp_path):
             k = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
             ids.append(int(tids[k]))
             ok.append(all(ppe[k].get(x, 1.0) >= 0.5 for x in ("helmet", "vest")))
-    assert len(ids) >= 0.9 * run.frames  # he is found (measured 45 of 47 frames)
+    assert len(ids) >= 0.9 * run.frames  # he is found (measured 46 of 47 frames)
     if len(set(ids)) > 1 or np.mean(ok) < 0.95:
-        # measured: 5 ids, PPE worn in 58% of frames; the PPE model on hand-labelled boxes gets 7 of 8:
-        # the runtime's detector splits this close-up worker into several boxes (issue 8's bar is open)
+        # measured: 2 ids (main one 87% of frames), PPE worn in 85% of frames; the PPE model on hand-labelled
+        # boxes gets 7 of 8: the runtime's detector still splits or misplaces this close-up worker on a few
+        # frames (issue 8's bar is open; bench/real_footage.py)
         pytest.xfail(f"worker-zone: {len(set(ids))} track ids, PPE ok in {np.mean(ok):.0%} of frames (need 1, >= 95%)")
