@@ -11,6 +11,11 @@ forecasters' warnings on the five test scenes, pooled, with the leave-one-scene-
 recipe in distill/trajectory/pipeline.py (trained, or read from ``--cache`` /
 ``$SITEWARDEN_TRAJ_CACHE`` where ``build.py distill trajectory`` left them). This is a diagnosis
 on the test scenes, never used to choose a rule.
+
+"At equal lead": the same rule gives the two forecasters slightly different leads, so the bench
+also sweeps the horizon finely (``SWEEP``, every depth margin) and compares each forecaster's best
+F1 reachable at a given mean lead or more (its F1-vs-lead frontier), the student's against CV's at
+CV's leads.
 """
 from __future__ import annotations
 
@@ -27,7 +32,25 @@ from bench._common import finish, machine  # noqa: E402
 OUT = ROOT / "bench" / "results" / "entry_rules.json"
 HORIZONS = (1.6, 2.0, 2.4, 2.8)
 MARGINS = (0.0, 0.1, 0.2, 0.3)
+SWEEP = tuple(round(1.0 + 0.1 * i, 1) for i in range(21))   # horizons for the frontier, 1.0-3.0 s
 SEED = 0
+
+
+def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(lead, F1) points -> for each point's lead, the best F1 of any point with that lead or more,
+    sorted by lead (a non-increasing curve: a longer lead never buys a better F1 on it)."""
+    pts = sorted(points)
+    out, best = [], -1.0
+    for lead, f1 in reversed(pts):
+        best = max(best, f1)
+        out.append((lead, best))
+    return out[::-1]
+
+
+def at_lead(front: list[tuple[float, float]], lead: float) -> float | None:
+    """The frontier's F1 at ``lead``: the best F1 among its points with lead >= ``lead``."""
+    ok = [f1 for ld, f1 in front if ld >= lead - 1e-9]
+    return max(ok) if ok else None
 
 
 def measure(cache: str | None, log=print) -> dict:
@@ -58,6 +81,22 @@ def measure(cache: str | None, log=print) -> dict:
             row["f1_diff"] = round(row["student"]["f1"] - row["cv"]["f1"], 4)
             row["lead_diff_s"] = round(row["student"]["mean_lead_s"] - row["cv"]["mean_lead_s"], 4)
             rows.append(row)
+    fronts = {}
+    for who in ("student", "cv"):
+        pts = []
+        for h in SWEEP:
+            for m in MARGINS:
+                rule = EntryRule(horizon_s=h, margin_m=m)
+                sc = entry.combine([entry.evaluate(g.prep, entry.fires(g.prep, d, t, rule))
+                                    for g, (d, t) in zip(groups, depth[who])])
+                pts.append((round(sc.mean_lead_s, 4), round(sc.f1, 4)))
+        fronts[who] = frontier(pts)
+    matched = []
+    for lead, f1_cv in fronts["cv"]:
+        f1_st = at_lead(fronts["student"], lead)
+        if f1_st is not None:
+            matched.append({"lead_s": lead, "f1_student": f1_st, "f1_cv": f1_cv, "f1_diff": round(f1_st - f1_cv, 4)})
+    md = [m["f1_diff"] for m in matched]
     diffs = [r["f1_diff"] for r in rows]
     return {"bench": "entry_rules", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "about": __doc__.split("\n\n")[0],
             "scenes": list(realdata.SCENES), "seed": SEED, "zones": "distill/trajectory/zones.yaml",
@@ -66,6 +105,10 @@ def measure(cache: str | None, log=print) -> dict:
                         "f1_diff_min": min(diffs), "f1_diff_max": max(diffs),
                         "student_better_f1_at_equal_or_better_lead": sum(
                             r["f1_diff"] > 0 and r["lead_diff_s"] >= 0 for r in rows)},
+            "frontier": {"horizons_s": list(SWEEP), "margins_m": list(MARGINS), "matched_at_cv_leads": matched,
+                         "student_better": sum(d > 0 for d in md), "cv_better": sum(d < 0 for d in md),
+                         "f1_diff_min": min(md) if md else None, "f1_diff_max": max(md) if md else None,
+                         "f1_diff_mean": round(sum(md) / len(md), 4) if md else None},
             "machine": machine()}
 
 
@@ -80,6 +123,13 @@ def table(r: dict) -> str:
     lines.append(f"student better F1 under {sm['student_better_f1']} rules, CV under {sm['cv_better_f1']}; "
                  f"differences {sm['f1_diff_min']:+.4f} .. {sm['f1_diff_max']:+.4f}; student better F1 at equal "
                  f"or better lead under {sm['student_better_f1_at_equal_or_better_lead']}")
+    fr = r["frontier"]
+    lines.append(f"frontier (horizons {fr['horizons_s'][0]}-{fr['horizons_s'][-1]} s x margins): best F1 at CV's "
+                 f"lead or more, at {len(fr['matched_at_cv_leads'])} of CV's leads")
+    for m in fr["matched_at_cv_leads"][::max(1, len(fr["matched_at_cv_leads"]) // 8)]:
+        lines.append(f"  lead >= {m['lead_s']:.2f} s: student {m['f1_student']:.4f}  CV {m['f1_cv']:.4f}  {m['f1_diff']:+.4f}")
+    lines.append(f"student better at {fr['student_better']} leads, CV at {fr['cv_better']}; differences "
+                 f"{fr['f1_diff_min']:+.4f} .. {fr['f1_diff_max']:+.4f} (mean {fr['f1_diff_mean']:+.4f})")
     return "\n".join(lines)
 
 

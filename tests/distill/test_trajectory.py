@@ -270,3 +270,14 @@ def test_rule_choice_respects_the_lead_floor():
     assert tune.choose(res, 1.5)[0] == EntryRule(2.0)
     assert tune.choose(res, 1.0)[0] == EntryRule(1.6)
     assert tune.choose(res, 2.5)[0] == EntryRule(3.0)          # none reaches it: the longest lead
+
+
+def test_entry_rules_frontier_is_best_f1_at_that_lead_or_more():
+    from bench.entry_rules import at_lead, frontier
+
+    pts = [(1.0, 0.90), (1.5, 0.95), (2.0, 0.80), (1.2, 0.70)]
+    front = frontier(pts)
+    assert [ld for ld, _ in front] == [1.0, 1.2, 1.5, 2.0]
+    assert [f for _, f in front] == [0.95, 0.95, 0.95, 0.80]  # a longer lead never buys a better F1
+    assert at_lead(front, 1.6) == 0.80 and at_lead(front, 1.5) == 0.95
+    assert at_lead(front, 2.5) is None
