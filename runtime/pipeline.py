@@ -27,6 +27,10 @@ from .tracker import ByteTrack
 # peak lower than YOLO/SSD scores (their best-F1 threshold on the real holdout is ~0.3).
 TRACK_THRESHOLDS = {"centernet-ltrb": (0.3, 0.12, 0.35)}
 DEFAULT_TRACK_THRESHOLDS = (0.5, 0.1, 0.6)
+# a detection lying >= this share (of the smaller box) on a person already tracked this frame starts
+# no track: near the camera the students put a second box on a worker's upper body, and a second id
+# on the same worker splits his history (ByteTrack.spawn_overlap; sim tracking unchanged, see README)
+SPAWN_OVERLAP = 0.8
 HISTORY_S = 6.0  # ground positions kept per track for forecasting
 FORECAST_EVERY_S = 0.4  # one forecast per track per model step (2.5 Hz)
 
@@ -60,7 +64,7 @@ class CameraPipeline:
         decoder = config.models["detector"][0].decoder if config.models.get("detector") else ""
         high, low, new = TRACK_THRESHOLDS.get(decoder, DEFAULT_TRACK_THRESHOLDS)
         self.detect_conf = low
-        self.tracker = ByteTrack(fps=camera.fps, high=high, low=low, new_track=new)
+        self.tracker = ByteTrack(fps=camera.fps, high=high, low=low, new_track=new, spawn_overlap=SPAWN_OVERLAP)
         self.rules = CameraRules(config, camera, episode_start=device.episode_start, entry_rules=device.entry_rules)
         health_rules = [r for r in config.health if not r.cameras or camera.id in r.cameras]
         self.health = HealthMonitor(camera.id, health_rules, camera.fps) if health_rules else None

@@ -9,7 +9,9 @@ Box", ECCV 2022), per frame:
    tracks still unmatched that were seen last frame: they keep a track alive, they never start one;
 4. tentative tracks may take the high-score detections left over; they are confirmed after
    `min_hits` consecutive hits and dropped at their first miss;
-5. high-score detections still unmatched with score `>= new_track` start tentative tracks;
+5. high-score detections still unmatched with score `>= new_track` start tentative tracks, except
+   (with `spawn_overlap`) those lying mostly on a track matched this frame: a second box on the
+   same object (a detector's box on a person's upper body beside the one on the whole person);
 6. tracks unmatched for longer than `buffer_s` seconds are forgotten; until then they coast on
    their prediction and take their id back when matched again (short occlusions keep the id).
 
@@ -212,11 +214,15 @@ class ByteTrack:
     keep_untracked: return every input detection (tracker_id -1 where untracked) instead of
         only those on confirmed tracks.
     solver: "auto" (lap if installed, else scipy), "lap" or "scipy".
+    spawn_overlap: with a value, an unmatched detection whose intersection with a track matched
+        this frame (same class) covers at least this share of the smaller of the two boxes starts
+        no track; None (the default): plain ByteTrack.
     """
 
     def __init__(self, fps: float = 10, high: float = 0.5, low: float = 0.1, new_track: float = 0.6,
                  match_iou: float = 0.2, buffer_s: float = 3.0, min_hits: int = 2, *,
-                 low_match_iou: float = 0.5, keep_untracked: bool = False, solver: str = "auto"):
+                 low_match_iou: float = 0.5, keep_untracked: bool = False, solver: str = "auto",
+                 spawn_overlap: float | None = None):
         if not 0 <= low <= high:
             raise ValueError(f"need 0 <= low <= high; got low={low}, high={high}")
         if fps <= 0 or buffer_s < 0 or min_hits < 1:
@@ -226,6 +232,7 @@ class ByteTrack:
         self.buffer_frames = max(1, round(buffer_s * fps))
         self.min_hits = int(min_hits)
         self.keep_untracked = keep_untracked
+        self.spawn_overlap = spawn_overlap
         self.kalman = KalmanFilter()
         self._assign = load_solver(solver)
         self.reset()
@@ -289,6 +296,8 @@ class ByteTrack:
                  if t.state == TrackState.LOST and frame - t.last_frame > self.buffer_frames}
         # stage 4: new tentative tracks from confident unmatched detections
         new = [int(d) for d in left_high[u_left] if conf[d] >= self.new_track]
+        if new and self.spawn_overlap is not None:
+            new = self._not_on_a_track(dets, new, frame)
         if new:
             means, covs = self.kalman.initiate(dets.xyxy[new])
             for k, d in enumerate(new):
@@ -344,6 +353,22 @@ class ByteTrack:
         u_cols = np.union1d(u_cols, pairs[~keep, 1]).astype(np.intp)
         pairs = pairs[keep]
         return [(tracks[r], int(det_idx[c])) for r, c in pairs], u_rows, u_cols
+
+    def _not_on_a_track(self, dets: Detections, new: list[int], frame: int) -> list[int]:
+        """``new`` without the detections that overlap a confirmed track matched this frame by
+        ``spawn_overlap`` or more of the smaller box's area (a second box on the same person)."""
+        live = [t for t in self._tracks if t.state == TrackState.TRACKED and t.last_frame == frame]
+        if not live:
+            return new
+        tb = cxcywh_to_xyxy64(np.stack([t.mean[:4] for t in live]))
+        tc = np.array([t.class_id for t in live])
+        db = dets.xyxy[new].astype(np.float64)
+        iw = np.clip(np.minimum(db[:, None, 2], tb[None, :, 2]) - np.maximum(db[:, None, 0], tb[None, :, 0]), 0, None)
+        ih = np.clip(np.minimum(db[:, None, 3], tb[None, :, 3]) - np.maximum(db[:, None, 1], tb[None, :, 1]), 0, None)
+        area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
+        smaller = np.minimum(area(db)[:, None], area(tb)[None, :])
+        on = (iw * ih >= self.spawn_overlap * np.maximum(smaller, 1e-9)) & (dets.class_id[new][:, None] == tc[None, :])
+        return [d for d, hit in zip(new, on.any(axis=1)) if not hit]
 
     def _hit(self, track: _Track, mean: np.ndarray, cov: np.ndarray, frame: int) -> None:
         track.mean, track.cov = mean, cov

@@ -364,3 +364,24 @@ def test_real_teacher_and_tracker_keep_the_worker_on_few_ids():
     assert len(ids) <= 2, ids
     assert tracked >= detected - 2, (tracked, detected)             # gaps bridged, not re-confirmed
     assert detected >= 40                                            # the teacher still works on this clip
+
+
+def _dets(boxes, scores):
+    return Detections.from_arrays(np.array(boxes, np.float32), np.array(scores, np.float32), np.zeros(len(boxes), np.int64))
+
+
+def test_spawn_overlap_keeps_a_second_box_on_a_tracked_person_from_starting_a_track():
+    whole, upper, other = [100, 50, 160, 250], [105, 40, 155, 150], [300, 50, 360, 250]
+    for spawn, expect_ids in ((None, 3), (0.8, 2)):
+        tr = ByteTrack(fps=10, high=0.3, low=0.1, new_track=0.35, min_hits=1, spawn_overlap=spawn)
+        seen = set()
+        tr.update(_dets([whole, other], [0.9, 0.9]))            # both tracked from the first frame
+        for _ in range(5):                                     # then the upper-body box comes along
+            out = tr.update(_dets([whole, upper, other], [0.9, 0.5, 0.9]))
+            seen |= set(out.tracker_id.tolist())
+        assert len(seen) == expect_ids, (spawn, seen)
+    # a separate person close by (overlapping less than the share) still gets a track
+    tr = ByteTrack(fps=10, high=0.3, low=0.1, new_track=0.35, min_hits=1, spawn_overlap=0.8)
+    tr.update(_dets([whole], [0.9]))
+    out = tr.update(_dets([whole, [140, 60, 200, 260]], [0.9, 0.9]))
+    assert len(set(out.tracker_id.tolist())) == 2
