@@ -29,6 +29,7 @@ from .variants import SMALLEST, VARIANTS, Variant
 THREADS = 1   # one intra-op thread: on a shared 2-core machine a second OpenMP thread mostly waits
 TEACHER_MACS = 617_000_000   # replaced by the measured figure where the teacher file is present
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
+ZOO = Path(__file__).resolve().parents[2] / "models"
 
 
 def init_distributed() -> None:
@@ -199,7 +200,7 @@ def run(out: Path, variant: str, seed: int = 0, smoke: bool = False, command: st
         report = {"variant": f"{v.name}-nokd", "command": command, "seed": seed, "smoke": smoke,
                   "threads": THREADS, "wall_s": round(time.perf_counter() - t0, 1), "nokd": info,
                   "costs": costs_of(path).model_dump()}
-        _write_report(report, f"{v.name}-nokd", smoke)
+        _write_report(report, f"{v.name}-nokd", smoke, out)
         return report
     folder.mkdir(parents=True, exist_ok=True)
     model, info, path = fit(v, "kd", data, seed, smoke, folder / "model.onnx", log, init=init,
@@ -212,12 +213,15 @@ def run(out: Path, variant: str, seed: int = 0, smoke: bool = False, command: st
     report = {"variant": v.name, "command": command, "seed": seed, "smoke": smoke, "threads": THREADS,
               "wall_s": round(time.perf_counter() - t0, 1), "teacher_macs": t_macs, "kd": info,
               "costs": card.costs.model_dump(), "sha256": card.sha256}
-    _write_report(report, v.name, smoke)
+    _write_report(report, v.name, smoke, out)
     return report
 
 
-def _write_report(report: dict, name: str, smoke: bool) -> None:
+def _write_report(report: dict, name: str, smoke: bool, out: Path) -> None:
+    """bench/results/detector_train_<name>.json for a run into the repo's zoo (models/); a run into
+    another zoo (an experiment, a checkpoint regeneration) writes its report there instead."""
     if smoke:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"detector_train_{name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    dest = RESULTS if Path(out).resolve() == ZOO.resolve() else Path(out) / "detector"
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / f"detector_train_{name}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
