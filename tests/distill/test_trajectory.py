@@ -281,3 +281,26 @@ def test_entry_rules_frontier_is_best_f1_at_that_lead_or_more():
     assert [f for _, f in front] == [0.95, 0.95, 0.95, 0.80]  # a longer lead never buys a better F1
     assert at_lead(front, 1.6) == 0.80 and at_lead(front, 1.5) == 0.95
     assert at_lead(front, 2.5) is None
+
+
+def test_multimodal_student_paths_probabilities_and_entry_probability():
+    require_shared_data()
+    from distill.trajectory import data, multimodal
+    from distill.trajectory.models import n_params
+    from runtime.forecast import dense_path, depth_in_polygon
+
+    tr, va = data.load("hotel", "train", limit=600), data.load("hotel", "val", limit=200)
+    model = multimodal.train(tr, va, seed=0, epochs=2, max_steps=6)
+    assert n_params(model) <= 50_000
+    paths, p = multimodal.forecast(model, va.obs[:50], [np.zeros((0, 2, 2))] * 50)
+    assert paths.shape == (50, multimodal.K, 12, 2) and p.shape == (50, multimodal.K)
+    assert np.allclose(p.sum(1), 1, atol=1e-5)
+    # P(entry) is a probability and can only fall as the margin the path must reach grows
+    zone = np.array([[0, 0], [2, 0], [2, 2], [0, 2]], float) + va.obs[0, -1]
+    depths = []
+    for k in range(multimodal.K):
+        pts, times = dense_path(paths[:, k], 0.4, va.obs[:50, -1], 4)
+        depths.append((depth_in_polygon(pts.reshape(-1, 2), zone).reshape(pts.shape[:2])[:, None], times))
+    lo = multimodal.entry_probability(depths, p, 3.0, -0.5)
+    hi = multimodal.entry_probability(depths, p, 3.0, 0.5)
+    assert lo.shape == (50, 1) and (lo >= hi - 1e-9).all() and ((0 <= hi) & (lo <= 1 + 1e-9)).all()
