@@ -7,8 +7,9 @@ path; where a walker may turn away or go on, that mean lies between the two and 
 whether he will enter. K paths with probabilities give P(enter within the horizon) directly.
 
 The model is the social MLP student's body (own track + 4 neighbours, Gemm/Relu only) with a head of
-K x 12 offsets from constant velocity plus K logits; trained winner-takes-all: the distance loss of
-the path closest to the truth, plus cross-entropy teaching the logits which path that was.
+K x 12 offsets from constant velocity plus K logits, and one more 12-step path (the deterministic
+forecast); trained winner-takes-all: the distance loss of the path closest to the truth, plus
+cross-entropy teaching the logits which path that was, plus the deterministic head's distance loss.
 """
 from __future__ import annotations
 
@@ -44,18 +45,24 @@ class MultiModalStudent(nn.Module):
         self.k = k
         d = OBS_LEN * 2 + (OBS_LEN - 1) * 2 + neighbours * 5
         self.net = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, k * PRED_LEN * 2 + k))
+                                 nn.Linear(hidden, (k + 1) * PRED_LEN * 2 + k))
 
-    def forward(self, x: torch.Tensor, soc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, K, 12, 2) offsets from CV in the local frame, (N, K) logits."""
+    def forward(self, x: torch.Tensor, soc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, K, 12, 2) offsets from CV in the local frame, (N, K) logits, and (N, 12, 2) the
+        deterministic path (its own head, trained with the distance loss like the shipped student)."""
         h = self.net(torch.cat([_track_features(x), soc.flatten(1)], 1))
-        return h[:, :self.k * PRED_LEN * 2].view(-1, self.k, PRED_LEN, 2), h[:, self.k * PRED_LEN * 2:]
+        n = self.k * PRED_LEN * 2
+        return (h[:, :n].view(-1, self.k, PRED_LEN, 2), h[:, n:n + self.k],
+                h[:, n + self.k:].view(-1, PRED_LEN, 2))
 
 
-def wta_loss(paths: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def wta_loss(paths: torch.Tensor, logits: torch.Tensor, det: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Winner-takes-all over the K paths + cross-entropy on the winner + the deterministic head's
+    distance loss."""
     d = torch.linalg.vector_norm(paths - y[:, None], dim=-1).mean(-1)   # (N, K) mean distance per path
     win = d.argmin(1)
-    return d.gather(1, win[:, None]).mean() + CE_WEIGHT * nn.functional.cross_entropy(logits, win)
+    return (d.gather(1, win[:, None]).mean() + CE_WEIGHT * nn.functional.cross_entropy(logits, win)
+            + torch.linalg.vector_norm(det - y, dim=-1).mean())
 
 
 def train(tr: Split, va: Split, seed: int = 0, epochs: int = 30, lr: float = 2e-3, batch: int = 256,
@@ -103,14 +110,16 @@ def forecast(model: MultiModalStudent, obs: np.ndarray, others: list[np.ndarray]
     x, frame = encode(obs)
     soc = neighbour_features(frame, others)
     with torch.no_grad():
-        paths, logits = model(torch.from_numpy(x), torch.from_numpy(soc))
+        paths, logits, _ = model(torch.from_numpy(x), torch.from_numpy(soc))
     p = torch.softmax(logits, -1).numpy()
     return np.stack([decode(paths[:, k].numpy(), frame) for k in range(model.k)], 1), p
 
 
-def mean_path(paths: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """The probability-weighted mean path (D, 12, 2): the deterministic forecast for ADE/FDE."""
-    return (paths * p[:, :, None, None]).sum(1)
+def deterministic(model: MultiModalStudent, x: np.ndarray, soc: np.ndarray, frame) -> np.ndarray:
+    """(D, 12, 2) world forecast of the deterministic head (for ADE/FDE)."""
+    with torch.no_grad():
+        _, _, det = model(torch.from_numpy(x), torch.from_numpy(soc))
+    return decode(det.numpy(), frame)
 
 
 def entry_probability(depths: list[tuple[np.ndarray, np.ndarray]], p: np.ndarray, horizon_s: float,
