@@ -86,7 +86,7 @@ def measure(seed: int = SEED, log=print) -> dict:
     return {"bench": "entry_multimodal", "date": time.strftime("%Y-%m-%d %H:%M:%S"), "about": __doc__.split("\n\n")[0],
             "seed": seed, "k": multimodal.K, "params": params, "grid": {k: list(v) for k, v in multimodal.GRID.items()},
             "cv_grid": {k: list(v) for k, v in tune.GRID.items()}, "scenes": per_scene, "average_ade_fde": avg,
-            "entry": pooled, "machine": machine()}
+            "entry": pooled}
 
 
 def table(r: dict) -> str:

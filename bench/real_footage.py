@@ -36,6 +36,7 @@ if str(REPO) not in sys.path:
 
 from compiler.groundtruth import iou  # noqa: E402
 from compiler.replay import prepare, replay_image  # noqa: E402
+from runtime.detections import box_area, intersection  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "real_footage.json"
 VIDEO = REPO.parent / "shared" / "data" / "video"
@@ -63,37 +64,30 @@ def worker_zone(tmp: Path) -> dict:
     gif = VIDEO / "preview_worker-zone-detection.gif"
     run = replay_image(image_dir, config, f"file:{gif}", cam.id)
     lab = labels(gif.name)
-    ids, ok, detected, label_iou = [], [], 0, []
+    # the worker in a frame: the largest tracked box; his tracks there: that box's and those of boxes
+    # lying mostly (>= 50% of their area) inside it, fragments of him
+    ids, on_worker, ok, detected, label_iou = [], [], [], 0, []
     for t, tids, boxes, ppe in run.tracks:
         if not len(tids):
             ids.append(None)
+            on_worker.append(set())
             continue
-        k = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        area = box_area(boxes)
+        k = int(np.argmax(area))
         detected += 1
         ids.append(int(tids[k]))
+        inside = intersection(boxes, boxes[k:k + 1])[:, 0] >= 0.5 * np.maximum(area, 1e-6)
+        on_worker.append({int(x) for x in np.asarray(tids)[inside]})
         ok.append(all(ppe[k].get(x, 1.0) >= 0.5 for x in ("helmet", "vest")))
         idx = int(round(t * GIF_FPS))
         if idx in lab and abs(idx / GIF_FPS - t) < 0.02:
             label_iou.append(float(iou(boxes[k], lab[idx]).max()))
     seen = [i for i in ids if i is not None]
     main_id = max(set(seen), key=seen.count) if seen else None
-    worker_tracks = set(seen)
     ppe_events = [o for o in run.observed if o.event.type == "ppe_violation"]
-    # the bar: frames in which the worker raises no PPE violation. His tracks are the largest
-    # box's and those of boxes lying mostly (>= 50% of their area) inside it: fragments of him. A
-    # frame is in violation (conservatively) when one of his tracks in it has raised a
-    # ppe_violation at or before it.
-    on_worker: list[set] = []
-    for tid, (_, tids, boxes, _) in zip(ids, run.tracks):
-        mine = set()
-        if tid is not None:
-            w = boxes[int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))]
-            for t2, b in zip(tids, boxes):
-                ix = max(0.0, min(b[2], w[2]) - max(b[0], w[0])) * max(0.0, min(b[3], w[3]) - max(b[1], w[1]))
-                if ix >= 0.5 * max(1e-6, (b[2] - b[0]) * (b[3] - b[1])):
-                    mine.add(int(t2))
-        on_worker.append(mine)
-    worker_tracks = set().union(*on_worker) if on_worker else set()
+    # the bar: frames in which the worker raises no PPE violation; a frame is in violation
+    # (conservatively) when one of his tracks in it has raised a ppe_violation at or before it
+    worker_tracks = set().union(*on_worker)
     first_violation = {}
     for o in ppe_events:
         if o.event.track in worker_tracks:

@@ -194,18 +194,28 @@ def cxcywh_to_xyxy(boxes: Any) -> np.ndarray:
     return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
 
 
+def _xyxy(boxes: Detections | np.ndarray) -> np.ndarray:
+    return np.asarray(boxes.xyxy if isinstance(boxes, Detections) else boxes, np.float32).reshape(-1, 4)
+
+
+def box_area(boxes: Detections | np.ndarray) -> np.ndarray:
+    """(N,) area of every box (0 for an empty or inverted one)."""
+    b = _xyxy(boxes)
+    return np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+
+
+def intersection(a: Detections | np.ndarray, b: Detections | np.ndarray) -> np.ndarray:
+    """(N, M) area shared by every box of `a` with every box of `b` (float32)."""
+    a, b = _xyxy(a), _xyxy(b)
+    wh = np.clip(np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2]), 0, None)
+    return wh[..., 0] * wh[..., 1]
+
+
 def iou(a: Detections | np.ndarray, b: Detections | np.ndarray) -> np.ndarray:
     """(N, M) intersection over union of every box of `a` with every box of `b` (float32, 0 where
     both boxes are empty)."""
-    a = np.asarray(a.xyxy if isinstance(a, Detections) else a, np.float32).reshape(-1, 4)
-    b = np.asarray(b.xyxy if isinstance(b, Detections) else b, np.float32).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
+    inter = intersection(a, b)
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
     out = np.zeros_like(inter)
     np.divide(inter, union, out=out, where=union > 0)
     return out

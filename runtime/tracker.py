@@ -28,7 +28,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from .detections import Detections, iou
+from .detections import Detections, box_area, intersection, iou
 
 Assign = Callable[[np.ndarray, float], "tuple[np.ndarray, np.ndarray, np.ndarray]"]
 _BLOCKED = 1e6  # cost of a pair that must never match (different classes)
@@ -362,12 +362,10 @@ class ByteTrack:
             return new
         tb = cxcywh_to_xyxy64(np.stack([t.mean[:4] for t in live]))
         tc = np.array([t.class_id for t in live])
-        db = dets.xyxy[new].astype(np.float64)
-        iw = np.clip(np.minimum(db[:, None, 2], tb[None, :, 2]) - np.maximum(db[:, None, 0], tb[None, :, 0]), 0, None)
-        ih = np.clip(np.minimum(db[:, None, 3], tb[None, :, 3]) - np.maximum(db[:, None, 1], tb[None, :, 1]), 0, None)
-        area = lambda b: np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)  # noqa: E731
-        smaller = np.minimum(area(db)[:, None], area(tb)[None, :])
-        on = (iw * ih >= self.spawn_overlap * np.maximum(smaller, 1e-9)) & (dets.class_id[new][:, None] == tc[None, :])
+        db = dets.xyxy[new]
+        smaller = np.minimum(box_area(db)[:, None], box_area(tb)[None, :])
+        on = ((intersection(db, tb) >= self.spawn_overlap * np.maximum(smaller, 1e-9))
+              & (dets.class_id[new][:, None] == tc[None, :]))
         return [d for d, hit in zip(new, on.any(axis=1)) if not hit]
 
     def _hit(self, track: _Track, mean: np.ndarray, cov: np.ndarray, frame: int) -> None:

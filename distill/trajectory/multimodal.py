@@ -24,7 +24,7 @@ from runtime.forecast import EntryRule, decode, encode, neighbour_features
 from sim import realdata
 
 from ..common import generator
-from . import entry
+from . import entry, tune
 from .data import Split
 from .models import OBS_LEN, PRED_LEN, _track_features
 from .train import _flip
@@ -152,8 +152,5 @@ def sweep(groups, depths_per_group, p_per_group, grid: dict = GRID) -> list:
 
 
 def choose(results: list, min_lead_s: float):
-    """Best val F1 with mean lead >= ``min_lead_s`` (ties: accuracy, lead); else the longest lead."""
-    ok = [(r, s) for r, s in results if s.mean_lead_s >= min_lead_s]
-    if not ok:
-        return max(results, key=lambda rs: (round(rs[1].mean_lead_s, 6), round(rs[1].f1, 6)))
-    return max(ok, key=lambda rs: (round(rs[1].f1, 6), round(rs[1].accuracy, 6), round(rs[1].mean_lead_s, 6)))
+    """tune.choose over :func:`sweep`'s ((rule, tau), scores) results."""
+    return tune.choose(results, min_lead_s, rule_of=lambda key: key[0])

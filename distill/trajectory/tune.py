@@ -91,14 +91,15 @@ def _simplicity(rule: EntryRule) -> tuple:
     return (rule.persist_s, rule.margin_per_s, abs(rule.margin_m), -rule.horizon_s)
 
 
-def choose(results: list[tuple[EntryRule, entry.EntryScores]], min_lead_s: float = MIN_LEAD_S
-           ) -> tuple[EntryRule, entry.EntryScores]:
-    """Best val F1 with mean lead >= ``min_lead_s`` (ties: accuracy, lead, simpler rule)."""
+def choose(results: list[tuple[EntryRule, entry.EntryScores]], min_lead_s: float = MIN_LEAD_S,
+           rule_of=lambda r: r) -> tuple[EntryRule, entry.EntryScores]:
+    """Best val F1 with mean lead >= ``min_lead_s`` (ties: accuracy, lead, simpler rule).
+    ``rule_of`` finds the EntryRule in a result's key (multimodal's keys are (rule, tau))."""
     ok = [(r, s) for r, s in results if s.mean_lead_s >= min_lead_s]
     if not ok:   # nothing reaches the lead time: the longest lead
         return max(results, key=lambda rs: (round(rs[1].mean_lead_s, 6), round(rs[1].f1, 6)))
     return max(ok, key=lambda rs: (round(rs[1].f1, 6), round(rs[1].accuracy, 6), round(rs[1].mean_lead_s, 6),
-                                   tuple(-x for x in _simplicity(rs[0]))))
+                                   tuple(-x for x in _simplicity(rule_of(rs[0])))))
 
 
 def tune(groups: list[Decisions], forecasts: list[np.ndarray], min_lead_s: float = MIN_LEAD_S,
