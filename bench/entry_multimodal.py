@@ -3,7 +3,7 @@ each with its warning rule tuned on the fold's val files, as `build.py distill t
 
     python bench/entry_multimodal.py [--seeds 0 1 2]   # ~2 min a seed on 2 cores; tables + bench/results/entry_multimodal.json
 
-The shipped student forecasts one path, and under any rule it warns no better than constant
+A single-path student forecasts one path, and under any rule it warned no better than constant
 velocity (bench/entry_rules.py). This bench tests the next idea: K = 3 paths with probabilities
 (distill/trajectory/multimodal.py, <= 50k parameters, trained per leave-one-scene-out fold on the
 fold's train files) and a warning when the probability that the forecast enters the zone within
@@ -11,7 +11,8 @@ the horizon reaches a threshold. Per fold, each forecaster's rule is chosen on t
 (best val F1 with mean lead >= the floor: the issue's 1.5 s and stricter floors), then applied to
 the held-out test scene; scores are pooled over the five test scenes. A second multi-modal row is
 lead-matched: its rule must also reach, on val, the mean lead of the rule CV chose there. Also: deterministic ADE/FDE of
-the multi-modal student's deterministic head, against CV. An experiment, not shipped.
+the multi-modal student's deterministic head, against CV. The students here train without KD, over several seeds;
+`build.py distill trajectory` ships the same student with KD on its deterministic head (traj-social-mm).
 """
 from __future__ import annotations
 
@@ -49,31 +50,30 @@ def measure(seed: int = SEED, log=print) -> dict:
     for scene in realdata.SCENES:
         t0 = time.perf_counter()
         tr, va, te = data.load(scene, "train"), data.load(scene, "val"), data.load(scene, "test")
-        model = multimodal.train(tr, va, seed)
+        model = multimodal.train(tr, va, seed).model
         params = n_params(model)
         ade = {"multimodal_det": ade_fde(multimodal.deterministic(model, te.x, te.soc, te.frame), te.fut),
                "cv": ade_fde(constant_velocity(te.obs), te.fut)}
         vgroups = pipeline._val_decisions(realdata.load_split(scene, "val"), zones, False)
         vf = [multimodal.forecast(model, g.obs, g.others) for g in vgroups]
-        vdep = [[entry.path_depth(g.prep, w[:, k]) for k in range(model.k)] for g, (w, _) in zip(vgroups, vf)]
+        vdep = [multimodal.path_depths(g.prep, w) for g, (w, _) in zip(vgroups, vf)]
         mm_res = multimodal.sweep(vgroups, vdep, [pp for _, pp in vf])
         cv_res = tune.sweep(vgroups, tune.depths(vgroups, [g.forecast(None) for g in vgroups]), tune.GRID)
         test = tune.decisions(f"{scene}/test", entry.test_runs(scene), zones[scene])
         tw, tp = multimodal.forecast(model, test.obs, test.others)
-        tdep = [entry.path_depth(test.prep, tw[:, k]) for k in range(model.k)]
+        tdep = multimodal.path_depths(test.prep, tw)
         cd, ct = entry.path_depth(test.prep, test.forecast(None))
         row = {"ade_fde": {k: {"ade": round(a, 4), "fde": round(f, 4)} for k, (a, f) in ade.items()}, "rules": {}}
         for L in MIN_LEADS:
-            (rule, tau), _ = multimodal.choose(mm_res, L)
+            rule, _ = tune.choose(mm_res, L)
             crule, cval = tune.choose(cv_res, L)
             # lead-matched: the multi-modal rule must also reach CV's chosen rule's val lead
-            (mrule, mtau), _ = multimodal.choose(mm_res, max(L, cval.mean_lead_s))
-            parts[("multimodal", L)].append(entry.evaluate(test.prep, multimodal.warn(test.prep, tdep, tp, rule, tau)))
+            mrule, _ = tune.choose(mm_res, max(L, cval.mean_lead_s))
+            parts[("multimodal", L)].append(entry.evaluate(test.prep, multimodal.warn(test.prep, tdep, tp, rule)))
             parts[("multimodal_matched", L)].append(
-                entry.evaluate(test.prep, multimodal.warn(test.prep, tdep, tp, mrule, mtau)))
+                entry.evaluate(test.prep, multimodal.warn(test.prep, tdep, tp, mrule)))
             parts[("cv", L)].append(entry.evaluate(test.prep, entry.fires(test.prep, cd, ct, crule)))
-            row["rules"][f"min_lead_{L:g}"] = {"multimodal": {**rule.as_dict(), "tau": tau},
-                                               "multimodal_matched": {**mrule.as_dict(), "tau": mtau},
+            row["rules"][f"min_lead_{L:g}"] = {"multimodal": rule.as_dict(), "multimodal_matched": mrule.as_dict(),
                                                "cv": crule.as_dict()}
         row["seconds"] = round(time.perf_counter() - t0, 1)
         per_scene[scene] = row

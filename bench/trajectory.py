@@ -12,7 +12,7 @@ the fold's val files only (distill/trajectory/tune.py), at lead-time floors 1.5-
 
 Run:  python bench/trajectory.py                 # trains the leave-one-out models itself (~20 min), or
                                                  # reuses them from ~/.cache/sitewarden/trajectory (~2 min)
-      python bench/trajectory.py --report models/trajectory/traj-social-mlp/report.json
+      python bench/trajectory.py --report models/trajectory/traj-social-mm/report.json
                                                  # tabulates the report `build.py distill trajectory` wrote
       python bench/trajectory.py --grid-ablation    # smaller warning-rule families, student vs CV
 Writes bench/results/trajectory.json (``--smoke``: trajectory-smoke.json; ``--grid-ablation``:

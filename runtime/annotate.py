@@ -14,6 +14,7 @@ from .pose import SKELETON
 
 ZONE = {"danger": (40, 40, 230), "restricted": (0, 140, 255), "walkway": (200, 160, 40), "work": (60, 180, 60)}
 ALERT_COLOUR = {"critical": (0, 0, 255), "warning": (0, 200, 255), "info": (200, 200, 200)}
+MODE_MIN_PROB = 0.2  # alternative forecast paths drawn from this probability up
 
 
 def _text(img, text, org, colour=(255, 255, 255), scale=0.45):
@@ -61,6 +62,13 @@ def draw(image: np.ndarray, camera: CameraConfig, result, recent_alerts: list[tu
             path = apply(H_inv, np.vstack([p.ground[None], p.forecast]))
             if np.all(np.isfinite(path)):
                 cv2.polylines(out, [np.round(path).astype(np.int32)], False, (255, 0, 255), 1, cv2.LINE_AA)
+            if p.forecast_modes is not None and p.forecast_probs is not None:
+                # a multi-modal forecast's likely alternatives, fainter the less probable
+                for mode, prob in zip(p.forecast_modes, p.forecast_probs):
+                    alt = apply(H_inv, np.vstack([p.ground[None], mode]))
+                    if prob >= MODE_MIN_PROB and np.all(np.isfinite(alt)):
+                        shade = tuple(int(c * (0.35 + 0.65 * prob)) for c in (255, 120, 255))
+                        cv2.polylines(out, [np.round(alt).astype(np.int32)], False, shade, 1, cv2.LINE_AA)
     for i, (_, severity, text) in enumerate(recent_alerts[-4:]):
         _text(out, text, (8, 18 + 16 * i), ALERT_COLOUR.get(severity, (255, 255, 255)))
     tiers = " ".join(f"{k}:{v}" for k, v in sorted(result.tiers.items()))

@@ -20,7 +20,10 @@ whether a forecast path enters a zone polygon within a horizon, and when.
 The *warning* decision is :func:`warn_entry` with an :class:`EntryRule` (effective horizon, depth
 margin growing with time-to-point, temporal persistence), tuned per forecaster on validation data
 and recorded in the model card's ``preprocess.notes`` (:func:`entry_rules_from_notes` reads it);
-:class:`EntryWarner` keeps the per-track/zone persistence state.
+:class:`EntryWarner` keeps the per-track/zone persistence state. A multi-modal student (ONNX outputs
+``path_offsets`` and ``path_logits`` beside ``offsets``; :meth:`OnnxForecaster.predict_modes`) warns
+on the probability of entry instead: the probability mass of its alternative paths that fire the
+rule, against the rule's ``tau`` (:meth:`EntryWarner.fires_modes`).
 """
 from __future__ import annotations
 
@@ -253,15 +256,20 @@ class EntryRule:
     the warning is raised once forecasts have fired continuously for ``persist_s`` seconds
     (0: the first firing forecast warns; at 2.5 Hz, 0.4 s = two consecutive forecasts).
     ``horizon_s`` here is the forecast horizon the rule looks at; it may be shorter than the zone's
-    ``predict_entry.horizon_s`` (the time before entry a warning counts as timely)."""
+    ``predict_entry.horizon_s`` (the time before entry a warning counts as timely).
+
+    ``tau`` (multi-modal forecasters only): a forecast fires when the probability-weighted share of
+    its alternative paths that fire as above is at least ``tau`` (:meth:`EntryWarner.fires_modes`);
+    None: the deterministic path decides."""
 
     horizon_s: float = 3.0
     margin_m: float = 0.0
     margin_per_s: float = 0.0
     persist_s: float = 0.0
+    tau: float | None = None
 
     def as_dict(self) -> dict:
-        return {k: round(float(v), 4) for k, v in asdict(self).items()}
+        return {k: round(float(v), 4) for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict) -> "EntryRule":
@@ -314,6 +322,24 @@ class EntryWarner:
         r = self.rule
         return warn_entries(paths, dt, polygon, r.horizon_s, starts, r.margin_m, r.margin_per_s, self.substeps)
 
+    def probability(self, modes: np.ndarray, probs: np.ndarray, dt: float, polygon: np.ndarray,
+                    starts: np.ndarray) -> np.ndarray:
+        """P(entry) of multi-modal forecasts: modes (N, K, T, 2) with probabilities (N, K) -> (N,),
+        the probability mass of the paths that fire the rule's horizon and margins (0 for a person
+        already inside)."""
+        modes = np.asarray(modes, np.float64)
+        n, k = modes.shape[:2]
+        fire = self.fires_all(modes.reshape(n * k, *modes.shape[2:]), dt, polygon,
+                              np.repeat(np.asarray(starts, np.float64).reshape(n, 2), k, axis=0)).reshape(n, k)
+        return (np.asarray(probs, np.float64) * fire).sum(1)
+
+    def fires_modes(self, modes: np.ndarray, probs: np.ndarray, dt: float, polygon: np.ndarray,
+                    starts: np.ndarray) -> np.ndarray:
+        """Multi-modal :meth:`fires_all`: (N,) bool, P(entry) (:meth:`probability`) >= the rule's
+        ``tau`` (0.5 when the rule has none)."""
+        tau = 0.5 if self.rule.tau is None else self.rule.tau
+        return self.probability(modes, probs, dt, polygon, starts) >= tau
+
     def update(self, key, now_s: float, path: np.ndarray, dt: float, polygon: np.ndarray,
                start: np.ndarray | None = None) -> bool:
         return self.step(key, now_s, self.fires(path, dt, polygon, start))
@@ -349,12 +375,32 @@ def entry_rule_note(rules: dict[str, EntryRule]) -> str:
                     for k, r in rules.items())
 
 
+@dataclass(frozen=True)
+class TrackForecast:
+    """One track's forecast (:meth:`OnnxForecaster.track`): the deterministic ``path`` (P, 2), how
+    it was made ('model' | 'cv' | 'none'), and for a multi-modal model its alternative paths
+    ``modes`` (K, P, 2) with probabilities ``probs`` (K,) (None otherwise)."""
+
+    path: np.ndarray
+    kind: str
+    modes: np.ndarray | None = None
+    probs: np.ndarray | None = None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.asarray(logits, np.float64)
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
+
+
 class OnnxForecaster:
     """A trajectory student in ONNX: ``obs_local (N, obs_len, 2)`` [+ ``neighbours (N, k, 5)``]
-    ``-> offsets (N, pred_len, 2)``.
+    ``-> offsets (N, pred_len, 2)`` [+ ``path_offsets (N, K, pred_len, 2)``, ``path_logits (N, K)``:
+    a multi-modal student's alternative paths and their logits].
 
-    ``rate_hz``, ``obs_len`` and ``pred_len`` come from the model card (the caller reads it). The
-    session runs on the CPU provider without spinning threads.
+    Outputs are read by name (a model with one output: that one is the offsets). ``rate_hz``,
+    ``obs_len`` and ``pred_len`` come from the model card (the caller reads it). The session runs on
+    the CPU provider without spinning threads.
     """
 
     def __init__(self, model_path, rate_hz: float = RATE_HZ, obs_len: int = OBS_LEN,
@@ -370,40 +416,68 @@ class OnnxForecaster:
         self.input_name = ins[0].name
         self.neighbour_input = ins[1].name if len(ins) > 1 else None
         self.n_neighbours = int(ins[1].shape[1]) if len(ins) > 1 else 0
+        outs = [o.name for o in self.session.get_outputs()]
+        self.offsets_output = "offsets" if "offsets" in outs else outs[0]
+        self.multimodal = {"path_offsets", "path_logits"} <= set(outs)
         self.rate_hz, self.obs_len, self.pred_len = float(rate_hz), int(obs_len), int(pred_len)
 
     @property
     def dt(self) -> float:
         return 1.0 / self.rate_hz
 
+    def _run(self, obs: np.ndarray, others: list[np.ndarray] | None, modes: bool):
+        x, frame = encode(obs)
+        if x.shape[1] != self.obs_len:
+            raise ValueError(f"the model observes {self.obs_len} steps, got {x.shape[1]}")
+        feeds = {self.input_name: x}
+        if self.neighbour_input:
+            others = scene_others(obs if np.ndim(obs) == 3 else np.asarray(obs)[None]) if others is None else others
+            feeds[self.neighbour_input] = neighbour_features(frame, others, self.n_neighbours)
+        names = [self.offsets_output] + (["path_offsets", "path_logits"] if modes else [])
+        return frame, self.session.run(names, feeds)
+
     def predict(self, obs: np.ndarray, others: list[np.ndarray] | None = None) -> np.ndarray:
         """Observed tracks at the model rate (N, obs_len, 2) -> world forecast (N, pred_len, 2).
 
         A social model also takes each track's ``others`` (see :func:`neighbour_features`); by
         default the N tracks are taken to be observed together and are each other's neighbours."""
-        x, frame = encode(obs)
-        if x.shape[1] != self.obs_len:
-            raise ValueError(f"the model observes {self.obs_len} steps, got {x.shape[1]}")
-        if not len(x):
+        if not len(obs):
             return np.zeros((0, self.pred_len, 2))
-        feeds = {self.input_name: x}
-        if self.neighbour_input:
-            others = scene_others(obs if np.ndim(obs) == 3 else np.asarray(obs)[None]) if others is None else others
-            feeds[self.neighbour_input] = neighbour_features(frame, others, self.n_neighbours)
-        (off,) = self.session.run(None, feeds)
+        frame, (off,) = self._run(obs, others, False)
         return decode(off, frame)
 
-    def forecast_track(self, t: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, str]:
-        """One track at any rate -> (forecast (pred_len, 2) at the model rate, 'model' | 'cv' | 'none').
+    def predict_modes(self, obs: np.ndarray, others: list[np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A multi-modal model: (deterministic forecast (N, P, 2), alternative paths (N, K, P, 2),
+        their probabilities (N, K)), all world frame."""
+        if not self.multimodal:
+            raise ValueError("this trajectory model has no path_offsets/path_logits outputs")
+        frame, (off, paths, logits) = self._run(obs, others, True)
+        k = paths.shape[1]
+        modes = decode(np.asarray(paths).reshape(-1, *paths.shape[2:]),
+                       Frame(np.repeat(frame.origin, k, 0), np.repeat(frame.rot, k, 0), np.repeat(frame.vel, k, 0)))
+        return decode(off, frame), modes.reshape(paths.shape[0], k, *modes.shape[1:]), softmax(logits)
+
+    def track(self, t: np.ndarray, xy: np.ndarray) -> TrackForecast:
+        """One track at any rate -> its :class:`TrackForecast` at the model rate.
 
         Too short for the model but with two samples: constant velocity from the last two samples,
-        rescaled to the model step. A single sample: the forecast stands still ('none')."""
+        rescaled to the model step ('cv'). A single sample: the forecast stands still ('none')."""
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
         obs = resample(t, xy, self.rate_hz, self.obs_len)
         if obs is not None:
-            return self.predict(obs[None], [np.zeros((0, 2, 2))])[0], "model"
+            alone = [np.zeros((0, 2, 2))]
+            if self.multimodal:
+                det, modes, probs = self.predict_modes(obs[None], alone)
+                return TrackForecast(det[0], "model", modes[0], probs[0])
+            return TrackForecast(self.predict(obs[None], alone)[0], "model")
         if len(xy) >= 2:
             t = np.asarray(t, np.float64)
             v = (xy[-1] - xy[-2]) / max(t[-1] - t[-2], 1e-6) * self.dt
-            return xy[-1] + v[None] * np.arange(1, self.pred_len + 1)[:, None], "cv"
-        return np.repeat(xy[-1:], self.pred_len, axis=0), "none"
+            return TrackForecast(xy[-1] + v[None] * np.arange(1, self.pred_len + 1)[:, None], "cv")
+        return TrackForecast(np.repeat(xy[-1:], self.pred_len, axis=0), "none")
+
+    def forecast_track(self, t: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, str]:
+        """:meth:`track`'s (path, kind)."""
+        f = self.track(t, xy)
+        return f.path, f.kind

@@ -56,6 +56,8 @@ class _Track:
     forecast: np.ndarray | None = None
     forecast_t: float = -1e9
     kind: str = "none"
+    modes: np.ndarray | None = None  # a multi-modal forecaster's alternative paths and their probabilities
+    probs: np.ndarray | None = None
 
 
 class CameraPipeline:
@@ -159,12 +161,15 @@ class CameraPipeline:
         if t - tr.forecast_t >= FORECAST_EVERY_S and len(h) >= 2:
             tr.forecast_t = t
             fc = self.device.forecaster
+            tr.modes = tr.probs = None
             if fc is not None:
-                tr.forecast, tr.kind = fc.forecast_track(h[:, 0], h[:, 1:])
+                f = fc.track(h[:, 0], h[:, 1:])
+                tr.forecast, tr.kind, tr.modes, tr.probs = f.path, f.kind, f.modes, f.probs
             else:
                 obs = resample(h[:, 0], h[:, 1:], 2.5, 2)
                 tr.forecast, tr.kind = (constant_velocity(obs[None])[0], "cv") if obs is not None else (None, "none")
         p.forecast = tr.forecast
+        p.forecast_modes, p.forecast_probs = tr.modes, tr.probs
         p.forecast_kind = "model" if tr.kind == "model" else "cv"
         p.forecast_dt = self.device.forecaster.dt if self.device.forecaster is not None else 0.4
 

@@ -40,6 +40,8 @@ class Person:
     forecast: np.ndarray | None = None  # (T, 2) ground metres, T steps of forecast_dt after now
     forecast_dt: float = 0.4
     forecast_kind: str = "cv"  # "model" (the bundled forecaster) or "cv" (constant-velocity fallback)
+    forecast_modes: np.ndarray | None = None  # (K, T, 2) a multi-modal forecaster's alternative paths
+    forecast_probs: np.ndarray | None = None  # (K,) their probabilities
     speed_mps: float | None = None
 
     @property
@@ -222,16 +224,28 @@ class CameraRules:
         for p in people:
             if p.forecast is not None and p.ground is not None:
                 f = np.asarray(p.forecast, np.float64)
-                groups.setdefault((p.forecast_kind, float(p.forecast_dt), f.shape), []).append(p)
-        stacked = {key: (np.stack([np.asarray(p.forecast, np.float64) for p in group]),
-                         np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group]))
-                   for key, group in groups.items()}
+                modes = None if p.forecast_modes is None else np.shape(p.forecast_modes)
+                groups.setdefault((p.forecast_kind, float(p.forecast_dt), f.shape, modes), []).append(p)
         for zone in zones:
             polygon = self._polygon(zone, "m")
-            for (kind, dt, shape), group in groups.items():
-                paths, starts = stacked[(kind, dt, shape)]
-                fires = self._warner(zone, kind).fires_all(paths, dt, polygon, starts)
-                when = entry_times(paths, dt, polygon, zone.predict_horizon_s, starts)
+            for (kind, dt, _, modes), group in groups.items():
+                paths = np.stack([np.asarray(p.forecast, np.float64) for p in group])
+                starts = np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group])
+                warner = self._warner(zone, kind)
+                if modes is not None and warner.rule.tau is not None:
+                    # a multi-modal forecast warns on P(entry); the time to entry is that of the
+                    # most probable path entering within the zone's horizon
+                    alt = np.stack([np.asarray(p.forecast_modes, np.float64) for p in group])
+                    probs = np.stack([np.asarray(p.forecast_probs, np.float64) for p in group])
+                    fires = warner.fires_modes(alt, probs, dt, polygon, starts)
+                    n, k = alt.shape[:2]
+                    t_alt = entry_times(alt.reshape(n * k, *alt.shape[2:]), dt, polygon, zone.predict_horizon_s,
+                                        np.repeat(starts, k, axis=0)).reshape(n, k)
+                    best = np.argmax(np.where(np.isfinite(t_alt), probs, -1.0), axis=1)
+                    when = t_alt[np.arange(n), best]
+                else:
+                    fires = warner.fires_all(paths, dt, polygon, starts)
+                    when = entry_times(paths, dt, polygon, zone.predict_horizon_s, starts)
                 for p, f, w in zip(group, fires, when):
                     out[(zone.id, p.track)] = (bool(f), float(w))
         return out

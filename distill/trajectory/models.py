@@ -77,7 +77,38 @@ class SocialMLPStudent(nn.Module):
         return self.net(torch.cat([_track_features(x), soc.flatten(1)], 1)).view(-1, self.pred_len, 2)
 
 
-STUDENTS = {"mlp": MLPStudent, "conv": ConvStudent, "social-mlp": SocialMLPStudent}
+class MultiModalStudent(nn.Module):
+    """:class:`SocialMLPStudent`'s body with three heads: one deterministic path (the forecast, for
+    ADE/FDE and drawing), ``k`` alternative paths and their logits (for P(zone entry)).
+
+    forward -> ``(offsets (N, 12, 2), path_offsets (N, k, 12, 2), path_logits (N, k))``, all
+    offsets from constant velocity in the local frame (the ONNX outputs keep these names and order).
+    One Gemm stack, so it runs wherever the single-path student runs."""
+
+    inputs = ("x", "soc")
+
+    def __init__(self, hidden: int = 140, k: int = 3, neighbours: int = 4, obs_len: int = OBS_LEN,
+                 pred_len: int = PRED_LEN):
+        super().__init__()
+        self.k, self.pred_len = k, pred_len
+        d = obs_len * 2 + (obs_len - 1) * 2 + neighbours * 5
+        self.net = nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, (k + 1) * pred_len * 2 + k))
+
+    def forward(self, x: torch.Tensor, soc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.net(torch.cat([_track_features(x), soc.flatten(1)], 1))
+        n = self.k * self.pred_len * 2
+        return (h[:, n + self.k:].view(-1, self.pred_len, 2), h[:, :n].view(-1, self.k, self.pred_len, 2),
+                h[:, n:n + self.k])
+
+
+STUDENTS = {"mlp": MLPStudent, "conv": ConvStudent, "social-mlp": SocialMLPStudent, "social-mm": MultiModalStudent}
+
+
+def deterministic(out):
+    """The deterministic forecast of a model's output: the output itself, or a multi-modal
+    student's first output."""
+    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 class Teacher(nn.Module):

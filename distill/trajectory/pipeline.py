@@ -2,6 +2,11 @@
 predicted-entry scores, then the shipped student trained on all five train splits, exported to
 ONNX with its model card.
 
+The student is the multi-modal social MLP (distill/trajectory/multimodal.py): a deterministic path
+(ADE/FDE; with KD its target blends the transformer teacher's forecast) and 3 alternative paths with
+probabilities, from which it warns on P(zone entry). CV warns from its one path. Each forecaster's
+warning rule is tuned on the fold's val files only.
+
     python build.py distill trajectory [--smoke] [--seed 0] [--out models/]
 """
 from __future__ import annotations
@@ -23,13 +28,13 @@ from runtime.forecast import (N_NEIGHBOURS, NEIGHBOUR_FEATURES, OnnxForecaster, 
 from sim import realdata
 
 from ..common import export_onnx, is_main_process, seed_everything, torch_version
-from . import data, entry, tune
-from .models import STUDENTS, Teacher, n_params
+from . import data, entry, multimodal, tune
+from .models import Teacher, n_params
 from .train import Recipe, Result, ade_fde, predict_offsets, score, train
 
 TASK = "trajectory"
-STUDENT_KIND = "social-mlp"
-STUDENT_VARIANT = "traj-social-mlp"
+STUDENT_KIND = "social-mm"
+STUDENT_VARIANT = "traj-social-mm"
 RATE_HZ = 1.0 / realdata.DT_S
 TEACHER_RECIPE = Recipe(epochs=12, lr=1e-3, batch=256)
 STUDENT_RECIPE = Recipe(epochs=30, lr=2e-3, batch=256)
@@ -37,7 +42,7 @@ KD_ALPHA = 0.5
 SMOKE_LIMIT = {"train": 1500, "val": 300, "test": 300}
 THREADS = 1  # tiny models train faster on one thread, and one thread keeps runs identical under load
 CACHE_ENV = "SITEWARDEN_TRAJ_CACHE"  # a folder: trained leave-one-out models are kept there and reused
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 SPLIT_NAME = "ethucy test (5 scenes, leave-one-scene-out, 8 obs -> 12 pred at 2.5 Hz)"
 
 
@@ -46,8 +51,12 @@ def _smoke(recipe: Recipe) -> Recipe:
 
 
 def _student(seed: int):
-    torch.manual_seed(seed)
-    return STUDENTS[STUDENT_KIND]()
+    return multimodal.student(seed)
+
+
+def _train_student(tr, va, recipe: Recipe, seed: int, kd_targets=None):
+    return multimodal.train(tr, va, seed, epochs=recipe.epochs, lr=recipe.lr, batch=recipe.batch,
+                            max_steps=recipe.max_steps, kd_targets=kd_targets, kd_alpha=recipe.kd_alpha)
 
 
 def _teacher(seed: int):
@@ -106,11 +115,11 @@ def train_set(scene: str | None, seed: int, smoke: bool, log, cache: Path | None
     teacher = train(_teacher(seed), tr, va, tr_r, seed)
     log(f"    teacher: best epoch {teacher.best_epoch}, val ADE {teacher.val_ade:.4f}, {teacher.seconds:.0f} s")
     kd_targets = predict_offsets(teacher.model, tr)
-    kd = train(_student(seed), tr, va, replace(st_r, kd_alpha=KD_ALPHA), seed, kd_targets=kd_targets)
+    kd = _train_student(tr, va, replace(st_r, kd_alpha=KD_ALPHA), seed, kd_targets)
     log(f"    student KD: best epoch {kd.best_epoch}, val ADE {kd.val_ade:.4f}, {kd.seconds:.0f} s")
     out = {"teacher": teacher, "kd": kd, "train": tr, "val": va}
     if scene is not None:
-        nokd = train(_student(seed), tr, va, st_r, seed)
+        nokd = _train_student(tr, va, st_r, seed)
         log(f"    student no-KD: best epoch {nokd.best_epoch}, val ADE {nokd.val_ade:.4f}, {nokd.seconds:.0f} s")
         out["nokd"] = nokd
     if path is not None:
@@ -132,18 +141,33 @@ def _val_decisions(rows: realdata.TrackRows, zones: dict, smoke: bool) -> list[t
     return [tune.decisions(n, r, z) for n, r, z in groups]
 
 
+STUDENT_DEFAULT_RULE = replace(tune.DEFAULT_RULE, tau=0.5)   # untuned reference: the more probable half enters
+
+
+def student_depths(model, group: tune.Decisions) -> tuple[list, np.ndarray]:
+    """The multi-modal student on one footage group: (each path's entry.path_depth, path probabilities)."""
+    paths, p = multimodal.forecast(model, group.obs, group.others)
+    return multimodal.path_depths(group.prep, paths), p
+
+
 def tune_rules(model, rows: realdata.TrackRows, zones: dict, smoke: bool, min_leads=MIN_LEADS) -> dict:
-    """Warning rules for the student ``model`` and for CV, each tuned on the val footage ``rows``
-    by the same procedure (runtime.forecast.EntryRule; distill.trajectory.tune), at every lead floor."""
+    """Warning rules for the student ``model`` (on P(entry), multimodal.sweep) and for CV (on its
+    path, tune.sweep), each tuned on the val footage ``rows`` by the same choice (tune.choose), at
+    every lead floor."""
     groups = _val_decisions(rows, zones, smoke)
-    grid = tune.SMOKE_GRID if smoke else tune.GRID
     out = {"groups": [g.name for g in groups]}
-    for who, m in (("student", model), ("cv", None)):
-        dep = tune.depths(groups, [g.forecast(m) for g in groups])
-        results = tune.sweep(groups, dep, grid)
-        out[who] = {"default": tune.scores(groups, dep, tune.DEFAULT_RULE)}
-        for lead in min_leads:
-            out[who][lead] = tune.choose(results, lead)
+    sd = [student_depths(model, g) for g in groups]
+    results = multimodal.sweep(groups, [d for d, _ in sd], [p for _, p in sd],
+                               multimodal.SMOKE_GRID if smoke else multimodal.GRID)
+    out["student"] = {"default": entry.combine([entry.evaluate(g.prep, multimodal.warn(g.prep, d, p, STUDENT_DEFAULT_RULE))
+                                                for g, (d, p) in zip(groups, sd)])}
+    for lead in min_leads:
+        out["student"][lead] = tune.choose(results, lead)
+    dep = tune.depths(groups, [g.forecast(None) for g in groups])
+    results = tune.sweep(groups, dep, tune.SMOKE_GRID if smoke else tune.GRID)
+    out["cv"] = {"default": tune.scores(groups, dep, tune.DEFAULT_RULE)}
+    for lead in min_leads:
+        out["cv"][lead] = tune.choose(results, lead)
     return out
 
 
@@ -174,12 +198,17 @@ def leave_one_out(seed: int, smoke: bool, log, scenes=realdata.SCENES, cache: Pa
             runs = entry.first_runs(runs, 40)
         test = tune.decisions(f"{scene}/test", runs, zones[scene])
         row["entry"], row["entry_rules"], row["entry_val"] = {}, {}, {}
-        for who, m in (("student", res["kd"].model), ("cv", None)):
-            depth, times = entry.path_depth(test.prep, test.forecast(m))
+        sdep, sp = student_depths(res["kd"].model, test)
+        cdep = entry.path_depth(test.prep, test.forecast(None))
+        for who in ("student", "cv"):
             for st in settings:
-                rule = tune.DEFAULT_RULE if st == "default" else rules[who][st][0]
-                val = rules[who][st] if st == "default" else rules[who][st][1]
-                sc = entry.evaluate(test.prep, entry.fires(test.prep, depth, times, rule))
+                if st == "default":
+                    rule, val = (STUDENT_DEFAULT_RULE if who == "student" else tune.DEFAULT_RULE), rules[who][st]
+                else:
+                    rule, val = rules[who][st]
+                fired = (multimodal.warn(test.prep, sdep, sp, rule) if who == "student"
+                         else entry.fires(test.prep, *cdep, rule))
+                sc = entry.evaluate(test.prep, fired)
                 parts[(who, st)].append(sc)
                 val_parts[(who, st)].append(val)
                 key = "default" if st == "default" else f"min_lead_{st:g}"
@@ -239,23 +268,31 @@ def _card(path: Path, loo: dict, ship: dict, seed: int, smoke: bool, command: st
     train_files = sorted(ship["train"].files)
     return ModelCard(
         task=TASK, variant=STUDENT_VARIANT,
-        description=(f"Pedestrian/worker ground-plane forecaster: social MLP student ({n_params(ship['kd'].model)} "
-                     "params; own track + 4 nearest people), 8 observed steps -> 12 predicted at 2.5 Hz, "
-                     "distilled from a transformer teacher with neighbours."),
+        description=(f"Pedestrian/worker ground-plane forecaster: multi-modal social MLP student "
+                     f"({n_params(ship['kd'].model)} params; own track + 4 nearest people), 8 observed steps -> "
+                     f"12 predicted at 2.5 Hz: one deterministic path (distilled from a transformer teacher with "
+                     f"neighbours) and {multimodal.K} alternative paths with probabilities, from which it warns "
+                     "on P(zone entry)."),
         sha256=sha256_of(path), bytes=path.stat().st_size, precision="fp32", quantize=False,
         inputs=[TensorSpec(name="obs_local", shape=["batch", realdata.OBS_LEN, 2], layout="NTC"),
                 TensorSpec(name="neighbours", shape=["batch", N_NEIGHBOURS, NEIGHBOUR_FEATURES], layout="NKC")],
-        outputs=[TensorSpec(name="offsets", shape=["batch", realdata.PRED_LEN, 2], layout="NTC")],
+        outputs=[TensorSpec(name="offsets", shape=["batch", realdata.PRED_LEN, 2], layout="NTC"),
+                 TensorSpec(name="path_offsets", shape=["batch", multimodal.K, realdata.PRED_LEN, 2], layout="NKTC"),
+                 TensorSpec(name="path_logits", shape=["batch", multimodal.K], layout="NK")],
         preprocess=Preprocess(rate_hz=RATE_HZ, notes=(
             "Input: the last 8 ground-plane positions (metres) resampled to 2.5 Hz (runtime.forecast.resample), "
             "encoded by runtime.forecast.encode: translated so the last point is the origin, rotated so the last "
-            "velocity points along +x (overall displacement when standing), no scaling. Output: offsets in that "
+            "velocity points along +x (overall displacement when standing), no scaling. Output offsets: in that "
             "frame from the constant-velocity extrapolation of the last step; runtime.forecast.decode adds them "
-            "to CV and rotates/translates back. Too short a track: constant velocity. Second input: "
+            "to CV and rotates/translates back. path_offsets: the alternative paths, decoded the same way; "
+            "path_logits: their logits (softmax gives the probabilities; runtime.forecast.OnnxForecaster."
+            "predict_modes). Too short a track: constant velocity. Second input: "
             "runtime.forecast.neighbour_features, the 4 nearest other people within 8 m seen at the last two "
             "steps, as (x, y, vx, vy, 1) in the track's local frame, zero rows when absent. Predicted-entry "
-            "warnings: runtime.forecast.warn_entry + EntryWarner with the rule below for this model (entry_rule) "
-            "and for the constant-velocity fallback (entry_rule_cv), tuned on the val files of all five scenes "
+            "warnings: this model on P(entry) (runtime.forecast.EntryWarner.fires_modes: the probability of the "
+            "paths reaching margin_m inside the zone within horizon_s is >= tau), the constant-velocity fallback "
+            "on its path (warn_entry); the rules below for this model (entry_rule) and for the fallback "
+            "(entry_rule_cv), tuned on the val files of all five scenes "
             f"(best val F1 at mean lead >= {tune.MIN_LEAD_S:g} s; runtime.forecast.entry_rules_from_notes reads "
             "them): " + entry_rule_note(ship["entry_rules"]))),
         decoder="trajectory-cv-offsets",
@@ -267,10 +304,11 @@ def _card(path: Path, loo: dict, ship: dict, seed: int, smoke: bool, command: st
             teacher=(f"transformer over the observed track + {data.N_NEIGHBOURS} nearest neighbours "
                      f"({n_params(ship['teacher'].model)} params, same data, server side)"),
             steps=ship["kd"].steps, seconds=round(seconds, 1), framework=torch_version()),
-        notes=("FP32 on purpose: a ~38k-parameter MLP costs about 38k MACs, INT8 gains nothing and would add "
+        notes=("FP32 on purpose: a ~41k-parameter MLP costs about 41k MACs, INT8 gains nothing and would add "
                "quantization error to metres. Metrics are of the same recipe trained leave-one-scene-out (the "
                "shipped file saw every scene's train split, which overlaps the test sequences, so it is not "
-               f"scored on test itself). KD target: {KD_ALPHA:g} teacher prediction + {1 - KD_ALPHA:g} ground truth. "
+               f"scored on test itself). KD target of the deterministic path: {KD_ALPHA:g} teacher prediction + "
+               f"{1 - KD_ALPHA:g} ground truth; the alternative paths learn winner-takes-all from the ground truth. "
                "ETH/UCY: Pellegrini et al. ICCV 2009, Lerner et al. 2007; splits as kept by Social-STGCNN (MIT)."
                + (" SMOKE RUN: tiny data, few steps; numbers are meaningless." if smoke else "")))
 
@@ -296,12 +334,12 @@ def run(out: Path, seed: int = 0, smoke: bool = False, log=print, scenes=realdat
     if is_main_process():
         va = ship["val"]
         export_onnx(model, (torch.from_numpy(va.x[:4]), torch.from_numpy(va.soc[:4])), path,
-                    ["obs_local", "neighbours"], ["offsets"],
+                    ["obs_local", "neighbours"], ["offsets", "path_offsets", "path_logits"],
                     check_inputs=(torch.from_numpy(va.x[:512]), torch.from_numpy(va.soc[:512])))
         # the deployed path (ONNX through the runtime) must reproduce torch's val ADE
         fc = OnnxForecaster(path, rate_hz=RATE_HZ)
         x, frame = encode(va.obs)
-        (off,) = fc.session.run(None, {"obs_local": x, "neighbours": va.soc})
+        (off,) = fc.session.run(["offsets"], {"obs_local": x, "neighbours": va.soc})
         onnx_val = ade_fde(decode(off, frame), va.fut)
         torch_val = ade_fde(decode(predict_offsets(model, va), va.frame), va.fut)
         if abs(onnx_val[0] - torch_val[0]) > 1e-4:

@@ -13,6 +13,7 @@ from runtime.forecast import decode
 
 from ..common import generator
 from .data import Split
+from .models import deterministic
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def predict_offsets(model: nn.Module, split: Split, batch: int = 4096) -> np.nda
     out = []
     with torch.no_grad():
         for i in range(0, len(split), batch):
-            out.append(model(*[t[i:i + batch] for t in ins]).numpy())
+            out.append(deterministic(model(*[t[i:i + batch] for t in ins])).numpy())
     return np.concatenate(out) if out else np.zeros((0,) + split.y.shape[1:], np.float32)
 
 

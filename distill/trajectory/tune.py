@@ -20,6 +20,7 @@ from runtime.forecast import EntryRule, constant_velocity, decode, encode, neigh
 from sim import realdata
 
 from . import entry
+from .models import deterministic
 
 MIN_LEAD_S = 1.5  # issue 6's Aim: mean lead time >= 1.5 s
 GRID = {
@@ -44,13 +45,14 @@ class Decisions:
     others: list[np.ndarray]        # per decision: (K, 2, 2) other people (student input)
 
     def forecast(self, model=None) -> np.ndarray:
-        """(D, 12, 2) world forecasts: the social student ``model`` (torch), or CV when None."""
+        """(D, 12, 2) world forecasts: the social student ``model`` (torch; a multi-modal one's
+        deterministic path), or CV when None."""
         if model is None or not len(self.obs):
             return constant_velocity(self.obs)
         x, frame = encode(self.obs)
         soc = neighbour_features(frame, self.others)
         with torch.no_grad():
-            off = model(torch.from_numpy(x), torch.from_numpy(soc)).numpy()
+            off = deterministic(model(torch.from_numpy(x), torch.from_numpy(soc))).numpy()
         return decode(off, frame)
 
 

@@ -14,7 +14,7 @@ from runtime.forecast import OnnxForecaster, decode, encode  # noqa: E402
 from tests.sim.test_realdata import require_shared_data  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = REPO / "models" / "trajectory" / "traj-social-mlp"
+SHIPPED = REPO / "models" / "trajectory" / "traj-social-mm"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def smoke_run(tmp_path_factory):
 
 def test_smoke_writes_onnx_card_and_report(smoke_run):
     out, report = smoke_run
-    folder = out / "trajectory" / "traj-social-mlp"
+    folder = out / "trajectory" / "traj-social-mm"
     card = read_card(folder)                       # verifies the sha256 too
     assert card.task == "trajectory" and card.precision == "fp32" and card.quantize is False
     assert card.preprocess.rate_hz == pytest.approx(2.5)
@@ -37,6 +37,7 @@ def test_smoke_writes_onnx_card_and_report(smoke_run):
     assert card.costs.params == report["params"]["student"] <= 50_000
     assert card.costs.opset == 17
     assert [i.name for i in card.inputs] == ["obs_local", "neighbours"]
+    assert [o.name for o in card.outputs] == ["offsets", "path_offsets", "path_logits"]
     assert not {"LSTM", "GRU", "RNN", "Loop", "Scan"} & set(card.costs.operators)
     assert all(m.data == "real" for m in card.metrics)
     assert card.metric("ADE_m").value == pytest.approx(report["average"]["student_kd"]["ade"])
@@ -56,6 +57,14 @@ def test_smoke_writes_onnx_card_and_report(smoke_run):
     rules = entry_rules_from_notes(card.preprocess.notes)
     assert set(rules) == {"model", "cv"}
     assert rules["model"] == EntryRule.from_dict(report["ship"]["entry_rules"]["model"])
+    assert rules["model"].tau is not None and rules["cv"].tau is None   # the student warns on P(entry)
+    # the runtime reads the shipped file as a multi-modal forecaster
+    fc = OnnxForecaster(folder / card.file)
+    assert fc.multimodal
+    obs = np.cumsum(np.full((3, 8, 2), 0.4), axis=1)
+    det, modes, probs = fc.predict_modes(obs)
+    assert det.shape == (3, 12, 2) and modes.shape == (3, 3, 12, 2) and np.allclose(probs.sum(1), 1)
+    np.testing.assert_allclose(fc.predict(obs), det)
     json.loads((folder / "report.json").read_text())
 
 
@@ -139,7 +148,7 @@ def test_read_card_refuses_a_changed_file(tmp_path, smoke_run):
 
     out, _ = smoke_run
     folder = tmp_path / "copy"
-    shutil.copytree(out / "trajectory" / "traj-social-mlp", folder)
+    shutil.copytree(out / "trajectory" / "traj-social-mm", folder)
     with open(folder / "model.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelCardError):
@@ -290,7 +299,7 @@ def test_multimodal_student_paths_probabilities_and_entry_probability():
     from runtime.forecast import dense_path, depth_in_polygon
 
     tr, va = data.load("hotel", "train", limit=600), data.load("hotel", "val", limit=200)
-    model = multimodal.train(tr, va, seed=0, epochs=2, max_steps=6)
+    model = multimodal.train(tr, va, seed=0, epochs=2, max_steps=6).model
     assert n_params(model) <= 50_000
     paths, p = multimodal.forecast(model, va.obs[:50], [np.zeros((0, 2, 2))] * 50)
     assert paths.shape == (50, multimodal.K, 12, 2) and p.shape == (50, multimodal.K)
@@ -304,3 +313,27 @@ def test_multimodal_student_paths_probabilities_and_entry_probability():
     lo = multimodal.entry_probability(depths, p, 3.0, -0.5)
     hi = multimodal.entry_probability(depths, p, 3.0, 0.5)
     assert lo.shape == (50, 1) and (lo >= hi - 1e-9).all() and ((0 <= hi) & (lo <= 1 + 1e-9)).all()
+
+
+def test_multimodal_decision_is_the_runtime_decision():
+    """multimodal.warn (tuning and scoring) == EntryWarner.fires_modes + step, forecast by forecast,
+    on the same paths and probabilities (rules with margins, thresholds and persistence)."""
+    require_shared_data()
+    from distill.trajectory import multimodal
+    from runtime.forecast import EntryRule, EntryWarner, constant_velocity
+
+    entry, tune, dec = _zara1_decisions(40)
+    cv = constant_velocity(dec.obs)
+    rng = np.random.default_rng(0)
+    # three alternative paths: CV, CV bent left, CV slowed down; random probabilities
+    paths = np.stack([cv, cv + np.linspace(0, 1.5, 12)[None, :, None] * [0.0, 1.0], dec.obs[:, -1:] + (cv - dec.obs[:, -1:]) * 0.5], 1)
+    p = rng.dirichlet(np.ones(3), len(cv))
+    depths = multimodal.path_depths(dec.prep, paths)
+    for rule in (EntryRule(3.0, 0.0, 0.0, 0.0, 0.5), EntryRule(2.0, 0.2, 0.0, 0.4, 0.3), EntryRule(2.8, -0.2, 0.0, 0.8, 0.8)):
+        want = multimodal.warn(dec.prep, depths, p, rule)
+        assert want.any()
+        for zi, poly in enumerate(dec.prep.zones):
+            warner = EntryWarner(rule)
+            fired = warner.fires_modes(paths, p, 0.4, poly, dec.prep.now)
+            got = np.array([warner.step((int(r), zi), 0.4 * int(t), f) for (r, t), f in zip(dec.prep.where, fired)])
+            np.testing.assert_array_equal(got, want[:, zi])

@@ -169,3 +169,27 @@ def test_tuned_entry_rule_ignores_a_forecast_that_only_grazes_the_zone():
     assert [a.type for a in run(plain, [[person()]])] == ["predicted_entry"]
     tuned = make([danger(horizon=3.0)], entry_rules={"model": EntryRule(horizon_s=2.8, margin_m=0.5)})
     assert run(tuned, [[person()]] * 3) == []
+
+
+def test_multimodal_forecast_warns_on_the_probability_of_entry():
+    """A multi-modal forecast warns when the probable paths enter (P >= tau), whatever its mean
+    path says, and gives the time to entry of the most probable entering path."""
+    from runtime.forecast import EntryRule
+
+    y0 = 8.0   # 2 m short of the zone's edge at y = 10 m
+    straight = np.array([[2.0, y0 + 0.4 * (k + 1)] for k in range(12)])          # 1 m/s into the zone
+    turn = np.array([[2.0 - 0.4 * (k + 1), y0] for k in range(12)])              # turns away along the edge
+    mean = (straight + turn) / 2                                                 # grazes nothing
+
+    def person(p_enter):
+        return at(1, 50, 150, ground=np.array([2.0, y0]), forecast=mean, forecast_kind="model", speed_mps=1.0,
+                  forecast_modes=np.stack([straight, turn]), forecast_probs=np.array([p_enter, 1 - p_enter]))
+
+    rule = {"model": EntryRule(horizon_s=3.0, margin_m=0.2, tau=0.6)}
+    alerts = run(make([danger(horizon=3.0)], entry_rules=rule), [[person(0.7)]])
+    assert [a.type for a in alerts] == ["predicted_entry"]
+    assert 2.0 <= alerts[0].details["time_to_entry_s"] <= 2.4       # the straight path's entry (2 m at 1 m/s)
+    assert run(make([danger(horizon=3.0)], entry_rules=rule), [[person(0.5)]] * 3) == []   # P below tau
+    # without tau in the rule, the deterministic (mean) path decides: it does not reach the zone
+    plain = {"model": EntryRule(horizon_s=3.0, margin_m=0.2)}
+    assert run(make([danger(horizon=3.0)], entry_rules=plain), [[person(0.9)]] * 3) == []
