@@ -10,7 +10,9 @@ rule of a small grid (horizon, depth margin; no time-growing margin, no persiste
 forecasters' warnings on the five test scenes, pooled, with the leave-one-scene-out students of the
 recipe in distill/trajectory/pipeline.py (trained, or read from ``--cache`` /
 ``$SITEWARDEN_TRAJ_CACHE`` where ``build.py distill trajectory`` left them). This is a diagnosis
-on the test scenes, never used to choose a rule.
+on the test scenes, never used to choose a rule. The student is read as one path: for the
+multi-modal student (traj-social-mm) that is its deterministic head, not its P(entry) warning.
+bench/results/entry_rules.json was measured on the single-path student it replaced (traj-social-mlp).
 
 "At equal lead": the same rule gives the two forecasters slightly different leads, so the bench
 also sweeps the horizon finely (``SWEEP``, every depth margin) and compares each forecaster's best

@@ -67,7 +67,7 @@ ENTRY_KEYS = [("precision", ".3f"), ("recall", ".3f"), ("f1", ".4f"), ("accuracy
 
 def _rule(r: dict) -> str:
     return (f"h {r['horizon_s']:g} s, margin {r['margin_m']:g} m + {r['margin_per_s']:g} m/s, "
-            f"persist {r['persist_s']:g} s")
+            f"persist {r['persist_s']:g} s" + (f", P(entry) >= {r['tau']:g}" if "tau" in r else ""))
 
 
 def entry_table(report: dict) -> list[str]:

@@ -38,12 +38,18 @@ def distill():
 
 @distill.command()
 @_common
-def trajectory(smoke: bool, seed: int, out: Path | None):
+@click.option("--paths", type=int, default=None,
+              help="Alternative paths K of the multi-modal student (default: the chosen K, distill/trajectory/multimodal.py).")
+def trajectory(smoke: bool, seed: int, out: Path | None, paths: int | None):
     """Ground-plane trajectory forecaster on real ETH/UCY tracks (8 -> 12 steps at 2.5 Hz)."""
+    from .trajectory import multimodal
     from .trajectory.pipeline import run
 
+    if paths is not None:
+        multimodal.K = paths   # everything reads it at call time (the student, its card, the cache key)
     out = _out_dir(out, smoke)
-    args = " ".join(["--smoke"] * smoke + [f"--seed {seed}"] + ([f"--out {out}"] if out != ZOO and not smoke else []))
+    args = " ".join(["--smoke"] * smoke + [f"--seed {seed}"] + ([f"--paths {paths}"] if paths is not None else [])
+                    + ([f"--out {out}"] if out != ZOO and not smoke else []))
     report = run(out, seed=seed, smoke=smoke, command=f"python build.py distill trajectory {args}".strip(),
                  log=lambda m: click.echo(m, err=False))
     avg = report["average"]

@@ -72,7 +72,8 @@ def cache_dir(cache: Path | str | None = None) -> Path | None:
 
 def _cache_key(scene: str | None, seed: int, smoke: bool) -> str:
     recipe = json.dumps({"v": CACHE_VERSION, "teacher": asdict(TEACHER_RECIPE), "student": asdict(STUDENT_RECIPE),
-                         "kd_alpha": KD_ALPHA, "kind": STUDENT_KIND, "smoke": smoke, "limit": SMOKE_LIMIT},
+                         "kd_alpha": KD_ALPHA, "kind": STUDENT_KIND, "k": multimodal.K, "smoke": smoke,
+                         "limit": SMOKE_LIMIT},
                         sort_keys=True)
     return f"{scene or 'all'}-seed{seed}{'-smoke' if smoke else ''}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
 
@@ -304,11 +305,13 @@ def _card(path: Path, loo: dict, ship: dict, seed: int, smoke: bool, command: st
             teacher=(f"transformer over the observed track + {data.N_NEIGHBOURS} nearest neighbours "
                      f"({n_params(ship['teacher'].model)} params, same data, server side)"),
             steps=ship["kd"].steps, seconds=round(seconds, 1), framework=torch_version()),
-        notes=("FP32 on purpose: a ~41k-parameter MLP costs about 41k MACs, INT8 gains nothing and would add "
+        notes=(f"FP32 on purpose: a {n_params(ship['kd'].model) / 1000:.0f}k-parameter MLP costs about as many MACs, "
+               "INT8 gains nothing and would add "
                "quantization error to metres. Metrics are of the same recipe trained leave-one-scene-out (the "
                "shipped file saw every scene's train split, which overlaps the test sequences, so it is not "
                f"scored on test itself). KD target of the deterministic path: {KD_ALPHA:g} teacher prediction + "
                f"{1 - KD_ALPHA:g} ground truth; the alternative paths learn winner-takes-all from the ground truth. "
+               f"K = {multimodal.K} alternative paths, chosen on the folds' val files (distill/trajectory/multimodal.py). "
                "ETH/UCY: Pellegrini et al. ICCV 2009, Lerner et al. 2007; splits as kept by Social-STGCNN (MIT)."
                + (" SMOKE RUN: tiny data, few steps; numbers are meaningless." if smoke else "")))
 
@@ -329,7 +332,7 @@ def run(out: Path, seed: int = 0, smoke: bool = False, log=print, scenes=realdat
     model = ship["kd"].model.eval()
     folder = Path(out) / TASK / STUDENT_VARIANT
     path = folder / "model.onnx"
-    report_doc = {"seed": seed, "smoke": smoke, "command": command, **loo,
+    report_doc = {"seed": seed, "smoke": smoke, "command": command, "paths_k": multimodal.K, **loo,
                   "params": {"teacher": n_params(ship["teacher"].model), "student": n_params(model)}}
     if is_main_process():
         va = ship["val"]

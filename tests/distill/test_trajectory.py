@@ -63,7 +63,9 @@ def test_smoke_writes_onnx_card_and_report(smoke_run):
     assert fc.multimodal
     obs = np.cumsum(np.full((3, 8, 2), 0.4), axis=1)
     det, modes, probs = fc.predict_modes(obs)
-    assert det.shape == (3, 12, 2) and modes.shape == (3, 3, 12, 2) and np.allclose(probs.sum(1), 1)
+    from distill.trajectory.multimodal import K
+    assert det.shape == (3, 12, 2) and modes.shape == (3, K, 12, 2) and np.allclose(probs.sum(1), 1)
+    assert report["paths_k"] == K and card.outputs[1].shape[1] == K
     np.testing.assert_allclose(fc.predict(obs), det)
     json.loads((folder / "report.json").read_text())
 
