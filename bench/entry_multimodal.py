@@ -13,6 +13,8 @@ the held-out test scene; scores are pooled over the five test scenes. A second m
 lead-matched: its rule must also reach, on val, the mean lead of the rule CV chose there. Also: deterministic ADE/FDE of
 the multi-modal student's deterministic head, against CV. The students here train without KD, over several seeds;
 `build.py distill trajectory` ships the same student with KD on its deterministic head (traj-social-mm).
+bench/results/entry_multimodal.json holds the K = 3 runs without short-track padding (session 5); a
+rerun measures the current recipe (K and padding from distill/trajectory/multimodal.py).
 """
 from __future__ import annotations
 

@@ -161,6 +161,37 @@ def resample(t: np.ndarray, xy: np.ndarray, rate_hz: float = RATE_HZ, n: int = O
     return np.stack([np.interp(want, t, xy[:, 0]), np.interp(want, t, xy[:, 1])], -1)
 
 
+def pad_back(obs: np.ndarray, n: int) -> np.ndarray:
+    """Observed tracks (N, m, 2) with 2 <= m <= n -> (N, n, 2): the missing earlier steps filled by
+    walking the first observed step backwards (constant velocity into the past). The trajectory
+    students are trained with windows padded this way (distill/trajectory/multimodal.py), so a
+    short track can be forecast by the model instead of by constant velocity."""
+    obs = np.asarray(obs, np.float64)
+    m = obs.shape[1]
+    if m >= n:
+        return obs[:, -n:]
+    if m < 2:
+        raise ValueError("padding needs at least two observed steps")
+    back = np.arange(n - m, 0, -1, dtype=np.float64)            # n-m .. 1 steps before the first
+    v = obs[:, 1] - obs[:, 0]
+    return np.concatenate([obs[:, :1] - back[None, :, None] * v[:, None], obs], axis=1)
+
+
+def resample_short(t: np.ndarray, xy: np.ndarray, rate_hz: float = RATE_HZ, n: int = OBS_LEN,
+                   min_steps: int = 3) -> np.ndarray | None:
+    """Like :func:`resample`, for a track spanning less than ``n`` steps: its last ``m`` points at
+    ``rate_hz`` (m as many as its span holds, at least ``min_steps``) padded to ``n`` by
+    :func:`pad_back`. None when even ``min_steps`` do not fit."""
+    t = np.asarray(t, dtype=np.float64).reshape(-1)
+    if len(t) < 2:
+        return None
+    m = min(n, int(np.floor((t[-1] - t[0]) * rate_hz + 1e-9)) + 1)
+    if m < max(2, min_steps):
+        return None
+    obs = resample(t, xy, rate_hz, m)
+    return None if obs is None else pad_back(obs[None], n)[0]
+
+
 @dataclass(frozen=True)
 class Entry:
     """Outcome of :func:`predict_entry`."""
@@ -369,6 +400,17 @@ def entry_rules_from_notes(notes: str) -> dict[str, EntryRule]:
     return out
 
 
+_MIN_OBS_RE = re.compile(r"short_track_min_obs=(\d+)")
+
+
+def min_obs_from_notes(notes: str) -> int | None:
+    """``short_track_min_obs=N`` in a trajectory card's ``preprocess.notes``: the model was trained on
+    tracks padded back from N observed steps (:func:`pad_back`), so the runtime may forecast tracks
+    that short with it (OnnxForecaster ``min_obs``); None when the card does not say so."""
+    m = _MIN_OBS_RE.search(notes or "")
+    return int(m.group(1)) if m else None
+
+
 def entry_rule_note(rules: dict[str, EntryRule]) -> str:
     """The inverse of :func:`entry_rules_from_notes`."""
     return " ".join(f"entry_rule{'' if k == 'model' else '_' + k}={json.dumps(r.as_dict(), sort_keys=True)}"
@@ -404,7 +446,10 @@ class OnnxForecaster:
     """
 
     def __init__(self, model_path, rate_hz: float = RATE_HZ, obs_len: int = OBS_LEN,
-                 pred_len: int = PRED_LEN, threads: int = 1):
+                 pred_len: int = PRED_LEN, threads: int = 1, min_obs: int | None = None):
+        """``min_obs``: a track spanning fewer than ``obs_len`` steps but at least this many is
+        padded back (:func:`resample_short`) and forecast by the model (only for a model trained on
+        such padding: its card says so); None: such tracks get constant velocity."""
         import onnxruntime as ort
 
         so = ort.SessionOptions()
@@ -420,6 +465,7 @@ class OnnxForecaster:
         self.offsets_output = "offsets" if "offsets" in outs else outs[0]
         self.multimodal = {"path_offsets", "path_logits"} <= set(outs)
         self.rate_hz, self.obs_len, self.pred_len = float(rate_hz), int(obs_len), int(pred_len)
+        self.min_obs = None if min_obs is None else int(min_obs)
 
     @property
     def dt(self) -> float:
@@ -461,10 +507,13 @@ class OnnxForecaster:
     def track(self, t: np.ndarray, xy: np.ndarray) -> TrackForecast:
         """One track at any rate -> its :class:`TrackForecast` at the model rate.
 
+        Shorter than ``obs_len`` steps: padded back for the model when it spans ``min_obs`` steps.
         Too short for the model but with two samples: constant velocity from the last two samples,
         rescaled to the model step ('cv'). A single sample: the forecast stands still ('none')."""
         xy = np.asarray(xy, np.float64).reshape(-1, 2)
         obs = resample(t, xy, self.rate_hz, self.obs_len)
+        if obs is None and self.min_obs is not None:
+            obs = resample_short(t, xy, self.rate_hz, self.obs_len, self.min_obs)
         if obs is not None:
             alone = [np.zeros((0, 2, 2))]
             if self.multimodal:

@@ -15,7 +15,7 @@ from . import stages
 from .config import CameraConfig, RuntimeConfig
 from .detections import Detections
 from .events import Event, snapshot_jpeg
-from .forecast import OnnxForecaster, constant_velocity, entry_rules_from_notes, resample
+from .forecast import OnnxForecaster, constant_velocity, entry_rules_from_notes, min_obs_from_notes, resample
 from .geometry import apply
 from .governor import Governor, Switch
 from .health import HealthMonitor
@@ -197,7 +197,8 @@ class Device:
             rate = float(m.preprocess.get("rate_hz") or 2.5)
             obs_len = int(m.inputs[0]["shape"][1])
             pred_len = int(m.outputs[0]["shape"][1])
-            self.forecaster = OnnxForecaster(Path(image_dir) / m.file, rate, obs_len, pred_len, threads=1)
+            self.forecaster = OnnxForecaster(Path(image_dir) / m.file, rate, obs_len, pred_len, threads=1,
+                                             min_obs=min_obs_from_notes(m.preprocess.get("notes", "")))
         self.cameras = {c.id: CameraPipeline(config, c, self) for c in config.cameras if c.detect_here}
         self.events: list[Event] = []
 

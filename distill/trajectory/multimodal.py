@@ -38,6 +38,11 @@ from .train import Result, _flip, ade_fde
 # `python build.py distill trajectory --paths 3 --out DIR` rebuilds the K=3 alternative (report.json)
 K = 5
 CE_WEIGHT = 0.5
+# short tracks: a share of the training windows keep only their last m observed steps (m from
+# MIN_OBS to 7), padded back at their first velocity as the runtime pads a track too young for 8
+# (runtime.forecast.pad_back), so the model forecasts fragmented tracks instead of leaving them to CV
+SHORT_SHARE = 0.25
+MIN_OBS = 3
 # the rule grid of the P(entry) warning: horizon and depth margin as tune.GRID, then the threshold
 # on the probability and persistence; chosen on val like every other forecaster's rule
 GRID = {"horizon_s": (1.6, 2.0, 2.4, 2.8, 3.0), "margin_m": (-0.2, 0.0, 0.2, 0.4),
@@ -62,12 +67,26 @@ def wta_loss(det: torch.Tensor, paths: torch.Tensor, logits: torch.Tensor, y: to
     return d.gather(1, win[:, None]).mean() + CE_WEIGHT * nn.functional.cross_entropy(logits, win) + det_loss
 
 
+def pad_short(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Encoded windows (B, T, 2) keeping only their last ``keep`` (B,) steps, the earlier ones
+    refilled by walking the first kept step backwards: torch's runtime.forecast.pad_back (the local
+    frame is a rotation + translation of the world, so padding commutes with encoding)."""
+    t = x.shape[1]
+    first = (t - keep).clamp(0, t - 2)                                   # index of the first kept step
+    b = torch.arange(len(x))
+    p0, v = x[b, first], x[b, first + 1] - x[b, first]
+    back = (first[:, None] - torch.arange(t)[None]).clamp(min=0).to(x.dtype)   # steps before it
+    return torch.where((back > 0)[..., None], p0[:, None] - back[..., None] * v[:, None], x)
+
+
 def train(tr: Split, va: Split, seed: int = 0, epochs: int = 30, lr: float = 2e-3, batch: int = 256,
-          max_steps: int | None = None, kd_targets: np.ndarray | None = None, kd_alpha: float = 0.0) -> Result:
+          max_steps: int | None = None, kd_targets: np.ndarray | None = None, kd_alpha: float = 0.0,
+          short_share: float | None = None) -> Result:
     """AdamW + one-cycle, mirror augmentation as the other students; the epoch with the best val
     loss (:func:`wta_loss` against the truth). ``kd_targets`` (N, 12, 2): the teacher's offsets on
     ``tr``, blended into the deterministic head's target with weight ``kd_alpha``."""
     t0 = time.perf_counter()
+    short_share = SHORT_SHARE if short_share is None else short_share
     model = student(seed)
     g = generator(seed)
     x, soc, y = (torch.from_numpy(a) for a in (tr.x, tr.soc, tr.y))
@@ -87,7 +106,12 @@ def train(tr: Split, va: Split, seed: int = 0, epochs: int = 30, lr: float = 2e-
             idx = perm[b * batch:(b + 1) * batch]
             sign = torch.where(torch.rand(len(idx), generator=g) < 0.5, -1.0, 1.0)
             s2 = torch.stack([torch.ones_like(sign), sign], -1)[:, None, :]
-            loss = wta_loss(*model(_flip("x", x[idx], sign), _flip("soc", soc[idx], sign)), y[idx] * s2,
+            xb = _flip("x", x[idx], sign)
+            if short_share > 0:
+                keep = torch.randint(MIN_OBS, x.shape[1], (len(idx),), generator=g)
+                short = torch.rand(len(idx), generator=g) < short_share
+                xb = torch.where(short[:, None, None], pad_short(xb, keep), xb)
+            loss = wta_loss(*model(xb, _flip("soc", soc[idx], sign)), y[idx] * s2,
                             kd[idx] * s2 if kd is not None else None, kd_alpha)
             opt.zero_grad(set_to_none=True)
             loss.backward()

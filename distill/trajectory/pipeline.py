@@ -72,7 +72,7 @@ def cache_dir(cache: Path | str | None = None) -> Path | None:
 
 def _cache_key(scene: str | None, seed: int, smoke: bool) -> str:
     recipe = json.dumps({"v": CACHE_VERSION, "teacher": asdict(TEACHER_RECIPE), "student": asdict(STUDENT_RECIPE),
-                         "kd_alpha": KD_ALPHA, "kind": STUDENT_KIND, "k": multimodal.K, "smoke": smoke,
+                         "kd_alpha": KD_ALPHA, "kind": STUDENT_KIND, "k": multimodal.K, "short": [multimodal.SHORT_SHARE, multimodal.MIN_OBS], "smoke": smoke,
                          "limit": SMOKE_LIMIT},
                         sort_keys=True)
     return f"{scene or 'all'}-seed{seed}{'-smoke' if smoke else ''}-{hashlib.sha256(recipe.encode()).hexdigest()[:10]}"
@@ -287,7 +287,10 @@ def _card(path: Path, loo: dict, ship: dict, seed: int, smoke: bool, command: st
             "frame from the constant-velocity extrapolation of the last step; runtime.forecast.decode adds them "
             "to CV and rotates/translates back. path_offsets: the alternative paths, decoded the same way; "
             "path_logits: their logits (softmax gives the probabilities; runtime.forecast.OnnxForecaster."
-            "predict_modes). Too short a track: constant velocity. Second input: "
+            "predict_modes). A track spanning fewer than 8 steps but at least "
+            f"short_track_min_obs={multimodal.MIN_OBS} is padded back at its first velocity "
+            "(runtime.forecast.resample_short; the student trained on windows padded that way, "
+            f"{multimodal.SHORT_SHARE:g} of them); shorter still: constant velocity. Second input: "
             "runtime.forecast.neighbour_features, the 4 nearest other people within 8 m seen at the last two "
             "steps, as (x, y, vx, vy, 1) in the track's local frame, zero rows when absent. Predicted-entry "
             "warnings: this model on P(entry) (runtime.forecast.EntryWarner.fires_modes: the probability of the "

@@ -66,6 +66,9 @@ def test_smoke_writes_onnx_card_and_report(smoke_run):
     from distill.trajectory.multimodal import K
     assert det.shape == (3, 12, 2) and modes.shape == (3, K, 12, 2) and np.allclose(probs.sum(1), 1)
     assert report["paths_k"] == K and card.outputs[1].shape[1] == K
+    from distill.trajectory.multimodal import MIN_OBS
+    from runtime.forecast import min_obs_from_notes
+    assert min_obs_from_notes(card.preprocess.notes) == MIN_OBS     # trained on padded short tracks: the runtime pads
     np.testing.assert_allclose(fc.predict(obs), det)
     json.loads((folder / "report.json").read_text())
 
@@ -339,3 +342,19 @@ def test_multimodal_decision_is_the_runtime_decision():
             fired = warner.fires_modes(paths, p, 0.4, poly, dec.prep.now)
             got = np.array([warner.step((int(r), zi), 0.4 * int(t), f) for (r, t), f in zip(dec.prep.where, fired)])
             np.testing.assert_array_equal(got, want[:, zi])
+
+
+def test_training_padding_is_the_runtime_padding():
+    """multimodal.pad_short on encoded windows == runtime.forecast.pad_back on world tracks, encoded."""
+    from distill.trajectory.multimodal import pad_short
+    from runtime.forecast import pad_back
+
+    rng = np.random.default_rng(0)
+    obs = np.cumsum(rng.normal(0.3, 0.2, (6, 8, 2)), axis=1)
+    x, frame = encode(obs)
+    keep = np.array([3, 4, 5, 6, 7, 8])
+    got = pad_short(torch.from_numpy(x), torch.from_numpy(keep)).numpy()
+    for i, k in enumerate(keep):
+        want, f = encode(pad_back(obs[i:i + 1, 8 - k:], 8))
+        np.testing.assert_allclose(f.rot, frame.rot[i:i + 1], atol=1e-9)   # same local frame (moving track)
+        np.testing.assert_allclose(got[i], want[0], atol=1e-5)

@@ -226,3 +226,31 @@ def test_entry_rules_round_trip_through_card_notes():
     notes = "Input: ... warnings: " + entry_rule_note(rules) + " (tuned on val)"
     assert entry_rules_from_notes(notes) == rules
     assert entry_rules_from_notes("no rule here") == {}
+
+
+def test_short_tracks_are_padded_back_for_the_model(identity_model):
+    from runtime.forecast import pad_back, resample_short
+
+    obs = np.array([[[0.0, 0.0], [0.4, 0.1], [0.9, 0.1]]])
+    padded = pad_back(obs, 8)
+    assert padded.shape == (1, 8, 2)
+    np.testing.assert_allclose(padded[0, -3:], obs[0])
+    np.testing.assert_allclose(padded[0, :5], [[-2.0, -0.5], [-1.6, -0.4], [-1.2, -0.3], [-0.8, -0.2], [-0.4, -0.1]])
+    t = np.arange(0, 1.25, 0.1)                 # 1.2 s at 10 Hz: 4 steps at 2.5 Hz, not 8
+    xy = np.c_[t, 0.5 * t]
+    assert resample_short(t, xy, 2.5, 8, 5) is None
+    short = resample_short(t, xy, 2.5, 8, 3)
+    np.testing.assert_allclose(short, np.c_[np.arange(-7, 1) * 0.4 + 1.2, (np.arange(-7, 1) * 0.4 + 1.2) * 0.5], atol=1e-9)
+    fc = OnnxForecaster(identity_model, rate_hz=2.5, obs_len=8, pred_len=12)
+    assert fc.forecast_track(t, xy)[1] == "cv"                  # a model not trained on padding: CV
+    fc = OnnxForecaster(identity_model, rate_hz=2.5, obs_len=8, pred_len=12, min_obs=3)
+    path, how = fc.forecast_track(t, xy)
+    assert how == "model"
+    np.testing.assert_allclose(path[0], xy[-1] + [0.4, 0.2], atol=1e-4)
+
+
+def test_min_obs_is_read_from_the_card_notes():
+    from runtime.forecast import min_obs_from_notes
+
+    assert min_obs_from_notes("... at least short_track_min_obs=3 is padded back") == 3
+    assert min_obs_from_notes("no such note") is None
