@@ -226,17 +226,19 @@ class CameraRules:
                 f = np.asarray(p.forecast, np.float64)
                 modes = None if p.forecast_modes is None else np.shape(p.forecast_modes)
                 groups.setdefault((p.forecast_kind, float(p.forecast_dt), f.shape, modes), []).append(p)
+        stacked = {key: (np.stack([np.asarray(p.forecast, np.float64) for p in group]),
+                         np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group]),
+                         None if key[3] is None else np.stack([np.asarray(p.forecast_modes, np.float64) for p in group]),
+                         None if key[3] is None else np.stack([np.asarray(p.forecast_probs, np.float64) for p in group]))
+                   for key, group in groups.items()}
         for zone in zones:
             polygon = self._polygon(zone, "m")
-            for (kind, dt, _, modes), group in groups.items():
-                paths = np.stack([np.asarray(p.forecast, np.float64) for p in group])
-                starts = np.stack([np.asarray(p.ground, np.float64).reshape(2) for p in group])
+            for (kind, dt, shape, modes), group in groups.items():
+                paths, starts, alt, probs = stacked[(kind, dt, shape, modes)]
                 warner = self._warner(zone, kind)
-                if modes is not None and warner.rule.tau is not None:
+                if alt is not None and warner.rule.tau is not None:
                     # a multi-modal forecast warns on P(entry); the time to entry is that of the
                     # most probable path entering within the zone's horizon
-                    alt = np.stack([np.asarray(p.forecast_modes, np.float64) for p in group])
-                    probs = np.stack([np.asarray(p.forecast_probs, np.float64) for p in group])
                     fires = warner.fires_modes(alt, probs, dt, polygon, starts)
                     n, k = alt.shape[:2]
                     t_alt = entry_times(alt.reshape(n * k, *alt.shape[2:]), dt, polygon, zone.predict_horizon_s,
