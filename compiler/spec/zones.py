@@ -41,10 +41,13 @@ def check_polygon(points: list[tuple[float, float]], *, normalised: bool) -> lis
 
 
 class PredictEntry(SpecModel):
-    """Warn before entry, from the forecast path of each person."""
+    """Warn before entry, from each person's forecast: the bundled forecaster's probability of entering (its
+    model card's tuned rule), or constant velocity for tracks too short for it."""
 
     horizon_s: float = Field(
-        default=3.0, gt=0, le=10, description="Warn when the forecast puts a person inside the zone within this many seconds."
+        default=3.0, gt=0, le=10,
+        description="Warn when the forecast puts a person inside the zone within this many seconds (the forecaster's "
+        "tuned rule may look less far ahead).",
     )
     min_speed_mps: float = Field(
         default=0.2, ge=0, le=5, description="Ignore people moving slower than this (standing still is not approaching)."
