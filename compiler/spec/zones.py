@@ -41,8 +41,7 @@ def check_polygon(points: list[tuple[float, float]], *, normalised: bool) -> lis
 
 
 class PredictEntry(SpecModel):
-    """Warn before entry, from each person's forecast: the bundled forecaster's probability of entering (its
-    model card's tuned rule), or constant velocity for tracks too short for it."""
+    """Warn before entry, from each person's forecast (the bundled forecaster's probability of entering; CV for short tracks)."""
 
     horizon_s: float = Field(
         default=3.0, gt=0, le=10,
