@@ -33,8 +33,9 @@ from .data import Split
 from .models import MultiModalStudent
 from .train import Result, _flip, ade_fde
 
-# K, chosen on validation at issue 6's headline lead floor (1.5 s): pooled over the leave-one-out
-# folds' val files, P(entry) warnings reached F1 0.930 with K=5 against 0.924 with K=3 (CV 0.920);
+# K, chosen on validation at issue 6's headline lead floor (1.5 s), before short-track padding: pooled
+# over the leave-one-out folds' val files, P(entry) warnings reached F1 0.930 with K=5 against 0.924
+# with K=3 (CV 0.920);
 # `python build.py distill trajectory --paths 3 --out DIR` rebuilds the K=3 alternative (report.json)
 K = 5
 CE_WEIGHT = 0.5

@@ -3,7 +3,7 @@ predicted-entry scores, then the shipped student trained on all five train split
 ONNX with its model card.
 
 The student is the multi-modal social MLP (distill/trajectory/multimodal.py): a deterministic path
-(ADE/FDE; with KD its target blends the transformer teacher's forecast) and 3 alternative paths with
+(ADE/FDE; with KD its target blends the transformer teacher's forecast) and K alternative paths with
 probabilities, from which it warns on P(zone entry). CV warns from its one path. Each forecaster's
 warning rule is tuned on the fold's val files only.
 
