@@ -358,3 +358,22 @@ def test_training_padding_is_the_runtime_padding():
         want, f = encode(pad_back(obs[i:i + 1, 8 - k:], 8))
         np.testing.assert_allclose(f.rot, frame.rot[i:i + 1], atol=1e-9)   # same local frame (moving track)
         np.testing.assert_allclose(got[i], want[0], atol=1e-5)
+
+
+def test_sim_equal_lead_comparison():
+    """bench/predicted_entry.py --frontier: each forecaster's best F1 at the other's tuned lead, and
+    CV's frontier leads counted as ahead / tied / behind / out of the bundled forecaster's reach."""
+    from bench.predicted_entry import FRONTIER_H, equal_lead
+
+    def s(f1, lead):
+        return {"f1": f1, "accuracy": 0.5, "mean_lead_s": lead, "fp": 1, "tp": 1}
+
+    hs = FRONTIER_H[:3]
+    swept = {("model", hs[0]): s(0.80, 1.5), ("model", hs[1]): s(0.75, 1.8), ("model", hs[2]): s(0.70, 2.0),
+             ("cv", hs[0]): s(0.78, 1.4), ("cv", hs[1]): s(0.75, 1.8), ("cv", hs[2]): s(0.60, 2.4)}
+    tuned = {"model": s(0.75, 1.8), "cv": s(0.75, 1.8)}
+    out = equal_lead(tuned, swept)
+    assert out["model_f1_at_cv_lead"]["f1"] == 0.75 and out["cv_f1_at_model_lead"]["f1"] == 0.75
+    # CV's frontier: 0.78 at 1.4 (model 0.80 there: ahead), 0.75 at 1.8 (tied), 0.60 at 2.4 (model cannot reach)
+    assert out["model_vs_cv_at_cv_leads"] == {"leads": 3, "model_ahead": 1, "tied": 1, "cv_ahead": 0,
+                                              "beyond_model_reach": 1}
