@@ -364,6 +364,20 @@ class EntryWarner:
                               np.repeat(np.asarray(starts, np.float64).reshape(n, 2), k, axis=0)).reshape(n, k)
         return (np.asarray(probs, np.float64) * fire).sum(1)
 
+    def fires_from_times(self, times: np.ndarray, outside: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray | None:
+        """The same decision as :meth:`fires_all` (``times`` (N,)) or :meth:`fires_modes` (``times``
+        (N, K) with ``probs``) from :func:`entry_times` already computed without margin and over a
+        horizon at least the rule's, and whether each start is ``outside`` the zone; None when the
+        rule has a margin (the times do not tell, call those methods)."""
+        r = self.rule
+        if r.margin_m != 0.0 or r.margin_per_s != 0.0:
+            return None
+        hit = np.asarray(times, np.float64) <= r.horizon_s + 1e-9
+        if probs is None:
+            return hit & outside
+        tau = 0.5 if r.tau is None else r.tau
+        return ((np.asarray(probs, np.float64) * hit).sum(1) >= tau) & outside
+
     def fires_modes(self, modes: np.ndarray, probs: np.ndarray, dt: float, polygon: np.ndarray,
                     starts: np.ndarray) -> np.ndarray:
         """Multi-modal :meth:`fires_all`: (N,) bool, P(entry) (:meth:`probability`) >= the rule's

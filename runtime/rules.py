@@ -236,18 +236,25 @@ class CameraRules:
             for (kind, dt, shape, modes), group in groups.items():
                 paths, starts, alt, probs = stacked[(kind, dt, shape, modes)]
                 warner = self._warner(zone, kind)
+                outside = ~points_in_polygon(starts, polygon)
+                # entry times over the zone's horizon (>= the rule's) give the time to entry and, for a
+                # rule without margins, the warning too (one pass over the paths instead of two)
                 if alt is not None and warner.rule.tau is not None:
                     # a multi-modal forecast warns on P(entry); the time to entry is that of the
                     # most probable path entering within the zone's horizon
-                    fires = warner.fires_modes(alt, probs, dt, polygon, starts)
                     n, k = alt.shape[:2]
                     t_alt = entry_times(alt.reshape(n * k, *alt.shape[2:]), dt, polygon, zone.predict_horizon_s,
                                         np.repeat(starts, k, axis=0)).reshape(n, k)
+                    fires = warner.fires_from_times(t_alt, outside, probs)
+                    if fires is None:
+                        fires = warner.fires_modes(alt, probs, dt, polygon, starts)
                     best = np.argmax(np.where(np.isfinite(t_alt), probs, -1.0), axis=1)
                     when = t_alt[np.arange(n), best]
                 else:
-                    fires = warner.fires_all(paths, dt, polygon, starts)
                     when = entry_times(paths, dt, polygon, zone.predict_horizon_s, starts)
+                    fires = warner.fires_from_times(when, outside)
+                    if fires is None:
+                        fires = warner.fires_all(paths, dt, polygon, starts)
                 for p, f, w in zip(group, fires, when):
                     out[(zone.id, p.track)] = (bool(f), float(w))
         return out

@@ -254,3 +254,26 @@ def test_min_obs_is_read_from_the_card_notes():
 
     assert min_obs_from_notes("... at least short_track_min_obs=3 is padded back") == 3
     assert min_obs_from_notes("no such note") is None
+
+
+def test_fires_from_entry_times_is_the_same_decision():
+    """The rules engine's shortcut (one entry_times pass, then the rule) == fires_all / fires_modes."""
+    from runtime.forecast import EntryRule, EntryWarner, entry_times, points_in_polygon
+
+    rng = np.random.default_rng(3)
+    zone = np.array([[0.0, 0.0], [3.0, 0.0], [3.0, 2.0], [0.0, 2.0]])
+    n, k = 200, 4
+    starts = rng.uniform(-4, 6, (n, 2))
+    steps = rng.normal(0, 0.5, (n, k, 1, 2)) + (np.array([1.5, 1.0]) - starts)[:, None, None] * rng.uniform(0, 0.3, (n, k, 1, 1))
+    modes = starts[:, None, None] + np.cumsum(np.repeat(steps, 12, axis=2), axis=2)
+    probs = rng.dirichlet(np.ones(k), n)
+    outside = ~points_in_polygon(starts, zone)
+    for rule in (EntryRule(3.0, tau=0.5), EntryRule(2.0, tau=0.3), EntryRule(1.6)):
+        w = EntryWarner(rule)
+        t_alt = entry_times(modes.reshape(n * k, 12, 2), 0.4, zone, 3.0, np.repeat(starts, k, 0)).reshape(n, k)
+        np.testing.assert_array_equal(w.fires_from_times(t_alt, outside, probs), w.fires_modes(modes, probs, 0.4, zone, starts))
+        when = entry_times(modes[:, 0], 0.4, zone, 3.0, starts)
+        got = w.fires_from_times(when, outside)
+        np.testing.assert_array_equal(got, w.fires_all(modes[:, 0], 0.4, zone, starts))
+        assert got.any() and not got.all()
+    assert EntryWarner(EntryRule(3.0, margin_m=0.2)).fires_from_times(when, outside) is None
