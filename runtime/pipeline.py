@@ -31,7 +31,12 @@ DEFAULT_TRACK_THRESHOLDS = (0.5, 0.1, 0.6)
 # no track: near the camera the students put a second box on a worker's upper body, and a second id
 # on the same worker splits his history (ByteTrack.spawn_overlap; sim tracking unchanged, see README)
 SPAWN_OVERLAP = 0.8
-HISTORY_S = 6.0  # ground positions kept per track for forecasting
+HISTORY_S = 6.0  # ground positions kept per track for forecasting (and how long a lost track's are kept)
+# a new track that starts where a lost one ended, soon after, takes over its ground history for
+# forecasting (ids stay as the tracker gave them): detector tracks break and restart, and a restarted
+# track would otherwise have too little history for the forecaster
+HANDOVER_S = 1.0
+HANDOVER_M = 1.0  # plus the distance the lost track would have walked at 2 m/s in the gap
 FORECAST_EVERY_S = 0.4  # one forecast per track per model step (2.5 Hz)
 
 
@@ -58,6 +63,7 @@ class _Track:
     kind: str = "none"
     modes: np.ndarray | None = None  # a multi-modal forecaster's alternative paths and their probabilities
     probs: np.ndarray | None = None
+    last_t: float = -1e9  # when this track was last seen
 
 
 class CameraPipeline:
@@ -125,6 +131,8 @@ class CameraPipeline:
 
         t4 = time.perf_counter()
         people = []
+        if ground is not None:
+            self._handover(people_d.tracker_id, ground, t)
         for i, tid in enumerate(people_d.tracker_id):
             tid = int(tid)
             p = Person(track=tid, box=people_d.xyxy[i], confidence=float(people_d.confidence[i]),
@@ -149,8 +157,30 @@ class CameraPipeline:
         timing["rules+events"] = (time.perf_counter() - t5) * 1e3
         return FrameResult(self.camera.id, t, people, machines, kps, events, [], timing, dev.governor.assignment())
 
+    def _handover(self, ids: np.ndarray, ground: np.ndarray, t: float) -> None:
+        """Forget tracks unseen for HISTORY_S; give each new track the history of a lost one that
+        ended within HANDOVER_S and HANDOVER_M (+ 2 m/s x the gap) of where it starts, nearest first."""
+        for tid in [k for k, tr in self.tracks.items() if t - tr.last_t > HISTORY_S]:
+            del self.tracks[tid]
+        active = {int(x) for x in ids}
+        lost = {k: tr for k, tr in self.tracks.items() if k not in active and tr.history and t - tr.last_t <= HANDOVER_S}
+        for tid, g in zip(ids, ground):
+            tid = int(tid)
+            if tid in self.tracks or not lost:
+                continue
+            best, dist = None, np.inf
+            for k, tr in lost.items():
+                d = float(np.hypot(g[0] - tr.history[-1][1], g[1] - tr.history[-1][2]))
+                if d <= HANDOVER_M + 2.0 * (t - tr.last_t) and d < dist:
+                    best, dist = k, d
+            if best is not None:
+                old = self.tracks.pop(best)
+                del lost[best]
+                self.tracks[tid] = _Track(history=old.history, last_t=old.last_t)
+
     def _forecast(self, p: Person, t: float) -> None:
         tr = self.tracks[p.track]
+        tr.last_t = t
         tr.history.append((t, float(p.ground[0]), float(p.ground[1])))
         while tr.history and t - tr.history[0][0] > HISTORY_S:
             tr.history.popleft()

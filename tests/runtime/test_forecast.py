@@ -277,3 +277,27 @@ def test_fires_from_entry_times_is_the_same_decision():
         np.testing.assert_array_equal(got, w.fires_all(modes[:, 0], 0.4, zone, starts))
         assert got.any() and not got.all()
     assert EntryWarner(EntryRule(3.0, margin_m=0.2)).fires_from_times(when, outside) is None
+
+
+def test_a_restarted_track_takes_over_the_lost_tracks_history():
+    """runtime.pipeline: a new track starting where a lost one ended, soon after, forecasts from the
+    lost one's ground history; a far one or a late one does not, and stale tracks are forgotten."""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from runtime.pipeline import HISTORY_S, CameraPipeline, _Track
+
+    def walker(t_end):
+        return _Track(history=deque([(t, 1.0 * t, 0.0) for t in np.arange(0, t_end + 1e-9, 0.1)]), last_t=t_end)
+
+    cam = SimpleNamespace(tracks={1: walker(2.0), 2: walker(2.0), 3: walker(2.0)})
+    cam.tracks[2].history = deque([(t, x, 9.0) for t, x, _ in cam.tracks[2].history])   # a walker 9 m away
+    cam.tracks[3].last_t = 2.0 - HISTORY_S - 1                                             # long gone
+    # at t=2.5: track 7 starts 0.6 m ahead of where track 1 ended; track 8 starts nowhere near anyone
+    CameraPipeline._handover(cam, np.array([7, 8]), np.array([[2.6, 0.0], [20.0, 20.0]]), 2.5)
+    assert 3 not in cam.tracks and 1 not in cam.tracks and 2 in cam.tracks
+    assert len(cam.tracks[7].history) == 21 and cam.tracks[7].history[-1][1] == pytest.approx(2.0)
+    assert 8 not in cam.tracks                     # gets a fresh track when it is first forecast
+    # a track seen this frame keeps its own history, and one lost too long ago is not handed over
+    CameraPipeline._handover(cam, np.array([2, 9]), np.array([[2.0, 9.0], [2.1, 9.0]]), 3.6)
+    assert 9 not in cam.tracks
