@@ -57,13 +57,11 @@ def measure(seed: int = SEED, log=print) -> dict:
         ade = {"multimodal_det": ade_fde(multimodal.deterministic(model, te.x, te.soc, te.frame), te.fut),
                "cv": ade_fde(constant_velocity(te.obs), te.fut)}
         vgroups = pipeline._val_decisions(realdata.load_split(scene, "val"), zones, False)
-        vf = [multimodal.forecast(model, g.obs, g.others) for g in vgroups]
-        vdep = [multimodal.path_depths(g.prep, w) for g, (w, _) in zip(vgroups, vf)]
-        mm_res = multimodal.sweep(vgroups, vdep, [pp for _, pp in vf])
+        vf = [pipeline.student_depths(model, g) for g in vgroups]
+        mm_res = multimodal.sweep(vgroups, [d for d, _ in vf], [pp for _, pp in vf])
         cv_res = tune.sweep(vgroups, tune.depths(vgroups, [g.forecast(None) for g in vgroups]), tune.GRID)
         test = tune.decisions(f"{scene}/test", entry.test_runs(scene), zones[scene])
-        tw, tp = multimodal.forecast(model, test.obs, test.others)
-        tdep = multimodal.path_depths(test.prep, tw)
+        tdep, tp = pipeline.student_depths(model, test)
         cd, ct = entry.path_depth(test.prep, test.forecast(None))
         row = {"ade_fde": {k: {"ade": round(a, 4), "fde": round(f, 4)} for k, (a, f) in ade.items()}, "rules": {}}
         for L in MIN_LEADS:

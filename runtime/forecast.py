@@ -264,6 +264,17 @@ def entry_times(paths: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: fl
     return out
 
 
+def mode_entry_times(modes: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float | None,
+                     starts: np.ndarray, substeps: int = 4, margin_m: float = 0.0,
+                     margin_per_s: float = 0.0) -> np.ndarray:
+    """:func:`entry_times` of multi-modal forecasts: modes (N, K, T, 2) from starts (N, 2) -> (N, K)."""
+    modes = np.asarray(modes, np.float64)
+    n, k = modes.shape[:2]
+    return entry_times(modes.reshape(n * k, *modes.shape[2:]), dt, polygon, horizon_s,
+                       np.repeat(np.asarray(starts, np.float64).reshape(n, 2), k, axis=0), substeps,
+                       margin_m, margin_per_s).reshape(n, k)
+
+
 def predict_entry(path: np.ndarray, dt: float, polygon: np.ndarray, horizon_s: float | None = None,
                   start: np.ndarray | None = None, substeps: int = 4) -> Entry:
     """Whether a forecast path (T, 2) at time step ``dt`` enters ``polygon`` (M, 2), metres,
@@ -358,11 +369,16 @@ class EntryWarner:
         """P(entry) of multi-modal forecasts: modes (N, K, T, 2) with probabilities (N, K) -> (N,),
         the probability mass of the paths that fire the rule's horizon and margins (0 for a person
         already inside)."""
-        modes = np.asarray(modes, np.float64)
-        n, k = modes.shape[:2]
-        fire = self.fires_all(modes.reshape(n * k, *modes.shape[2:]), dt, polygon,
-                              np.repeat(np.asarray(starts, np.float64).reshape(n, 2), k, axis=0)).reshape(n, k)
-        return (np.asarray(probs, np.float64) * fire).sum(1)
+        r = self.rule
+        hit = np.isfinite(mode_entry_times(modes, dt, polygon, r.horizon_s, starts, self.substeps,
+                                           r.margin_m, r.margin_per_s))
+        outside = ~points_in_polygon(np.asarray(starts, np.float64).reshape(-1, 2), polygon)
+        return (np.asarray(probs, np.float64) * hit).sum(1) * outside
+
+    @property
+    def tau(self) -> float:
+        """The P(entry) threshold of a multi-modal forecast: the rule's ``tau``, 0.5 when it has none."""
+        return 0.5 if self.rule.tau is None else self.rule.tau
 
     def fires_from_times(self, times: np.ndarray, outside: np.ndarray, probs: np.ndarray | None = None) -> np.ndarray | None:
         """The same decision as :meth:`fires_all` (``times`` (N,)) or :meth:`fires_modes` (``times``
@@ -375,15 +391,13 @@ class EntryWarner:
         hit = np.asarray(times, np.float64) <= r.horizon_s + 1e-9
         if probs is None:
             return hit & outside
-        tau = 0.5 if r.tau is None else r.tau
-        return ((np.asarray(probs, np.float64) * hit).sum(1) >= tau) & outside
+        return ((np.asarray(probs, np.float64) * hit).sum(1) >= self.tau) & outside
 
     def fires_modes(self, modes: np.ndarray, probs: np.ndarray, dt: float, polygon: np.ndarray,
                     starts: np.ndarray) -> np.ndarray:
         """Multi-modal :meth:`fires_all`: (N,) bool, P(entry) (:meth:`probability`) >= the rule's
         ``tau`` (0.5 when the rule has none)."""
-        tau = 0.5 if self.rule.tau is None else self.rule.tau
-        return self.probability(modes, probs, dt, polygon, starts) >= tau
+        return self.probability(modes, probs, dt, polygon, starts) >= self.tau
 
     def update(self, key, now_s: float, path: np.ndarray, dt: float, polygon: np.ndarray,
                start: np.ndarray | None = None) -> bool:

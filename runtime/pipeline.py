@@ -162,12 +162,14 @@ class CameraPipeline:
         ended within HANDOVER_S and HANDOVER_M (+ 2 m/s x the gap) of where it starts, nearest first."""
         for tid in [k for k, tr in self.tracks.items() if t - tr.last_t > HISTORY_S]:
             del self.tracks[tid]
+        new = [(int(tid), g) for tid, g in zip(ids, ground) if int(tid) not in self.tracks]
+        if not new:
+            return
         active = {int(x) for x in ids}
         lost = {k: tr for k, tr in self.tracks.items() if k not in active and tr.history and t - tr.last_t <= HANDOVER_S}
-        for tid, g in zip(ids, ground):
-            tid = int(tid)
-            if tid in self.tracks or not lost:
-                continue
+        for tid, g in new:
+            if not lost:
+                break
             best, dist = None, np.inf
             for k, tr in lost.items():
                 d = float(np.hypot(g[0] - tr.history[-1][1], g[1] - tr.history[-1][2]))

@@ -17,7 +17,7 @@ import numpy as np
 from .config import CameraConfig, RuntimeConfig, ZoneConfig
 from dataclasses import replace
 
-from .forecast import EntryRule, EntryWarner, entry_times
+from .forecast import EntryRule, EntryWarner, entry_times, mode_entry_times
 from .geometry import points_in_polygon
 
 PPE_PRESENT = 0.5  # smoothed probability at or above which an item counts as worn
@@ -242,14 +242,12 @@ class CameraRules:
                 if alt is not None and warner.rule.tau is not None:
                     # a multi-modal forecast warns on P(entry); the time to entry is that of the
                     # most probable path entering within the zone's horizon
-                    n, k = alt.shape[:2]
-                    t_alt = entry_times(alt.reshape(n * k, *alt.shape[2:]), dt, polygon, zone.predict_horizon_s,
-                                        np.repeat(starts, k, axis=0)).reshape(n, k)
+                    t_alt = mode_entry_times(alt, dt, polygon, zone.predict_horizon_s, starts)
                     fires = warner.fires_from_times(t_alt, outside, probs)
                     if fires is None:
                         fires = warner.fires_modes(alt, probs, dt, polygon, starts)
                     best = np.argmax(np.where(np.isfinite(t_alt), probs, -1.0), axis=1)
-                    when = t_alt[np.arange(n), best]
+                    when = t_alt[np.arange(len(t_alt)), best]
                 else:
                     when = entry_times(paths, dt, polygon, zone.predict_horizon_s, starts)
                     fires = warner.fires_from_times(when, outside)
